@@ -1,0 +1,94 @@
+/**
+ * Shared data shapes of the cotfit pipeline. Pure types: no runtime code lives here, so every
+ * module can import them without pulling anything else in.
+ *
+ * @module
+ */
+
+/**
+ * One unit of input text: a JSONL line, or one element of a JSON array file. `line` is the
+ * 1-based line number where it starts in its source.
+ */
+export type Line =
+  | { readonly line: number; readonly text: string }
+  | {
+    readonly line: number;
+    /** Why the line cannot be used (over-long, invalid UTF-8...). */
+    readonly error: string;
+    /** The start of the raw text, cut, for the rejects file. */
+    readonly preview: string;
+  };
+
+/** A turn's role after normalisation (`human` -> `user`, `gpt` -> `assistant`...). */
+export type Role = "system" | "user" | "assistant" | "tool";
+
+/** One turn of a conversation, normalised; the raw object stays in the record. */
+export interface Turn {
+  /** Position in the record's turn array. */
+  readonly index: number;
+  readonly role: Role;
+  /** The role as the record wrote it (`gpt`, `human`, `function_call`...). */
+  readonly name: string;
+  /** The turn's text; `null` when it has none (an assistant tool-call turn with content null). */
+  readonly text: string | null;
+}
+
+/** Turn shape: ShareGPT `{from, value}` or OpenAI `{role, content}`. */
+export type TurnShape = "sharegpt" | "openai";
+
+/** A parsed, validated input record. */
+export interface Conversation {
+  /** 1-based source line number. */
+  readonly line: number;
+  readonly shape: TurnShape;
+  /** The key holding the turn array: `conversations` or `messages`. */
+  readonly listKey: string;
+  /** The parsed JSON object, every field untouched, for re-serialisation in its own format. */
+  readonly record: Record<string, unknown>;
+  /** A top-level `system` string field, when the record has one (LLaMA-Factory style). */
+  readonly system: string | null;
+  readonly turns: readonly Turn[];
+}
+
+/** Everything the LLM needs to write the thought for one assistant turn. */
+export interface ThoughtRequest {
+  /** Index of the assistant turn in the record's turn array. */
+  readonly turnIndex: number;
+  /** The record's system prompt (leading system turns and/or a top-level `system` field). */
+  readonly system: string | null;
+  /** Turns before `request`, oldest first, trimmed to the history budget. */
+  readonly history: readonly Turn[];
+  /** How many of the oldest history turns were dropped to fit the budget. */
+  readonly droppedTurns: number;
+  /** The latest user turn before the answer. */
+  readonly request: Turn;
+  /** Turns between the user turn and the answer (tool calls, tool results, earlier answers). */
+  readonly between: readonly Turn[];
+  /** The existing assistant answer, never altered. */
+  readonly answer: string;
+}
+
+/** A chat message as sent to an OpenAI-compatible endpoint. */
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant";
+  readonly content: string;
+}
+
+/** Token counts of one LLM call. */
+export interface TokenUsage {
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  /** True when the server sent no `usage` and the counts come from a local tokenizer. */
+  readonly estimated: boolean;
+}
+
+/** What one pipeline stage made of one input line, in input order. */
+export type Outcome =
+  | { readonly kind: "record"; readonly line: number; readonly json: string }
+  | {
+    readonly kind: "reject";
+    readonly line: number;
+    readonly reason: string;
+    /** The raw input text, cut when huge. */
+    readonly raw: string;
+  };
