@@ -1,0 +1,653 @@
+/**
+ * Raw bytes to numbered record texts: the lines of a JSONL file, or the elements of a file
+ * holding one JSON array. Records too long or not UTF-8 become error {@linkcode Line}s, so one
+ * bad record never stops a run, and an over-long one is counted, never held in memory.
+ *
+ * @module
+ */
+import type { Line } from "./types.ts";
+
+/** Limits shared by {@linkcode lineStream}, {@linkcode jsonArrayStream} and {@linkcode recordTextStream}. */
+export interface LineOptions {
+  /**
+   * The longest record accepted, in bytes without its line ending. A longer one becomes one
+   * error Line and is only counted, never held whole.
+   *
+   * @default {16777216} (16 MiB)
+   */
+  maxLineBytes?: number;
+  /**
+   * How many leading bytes of a rejected record are kept for its `preview`.
+   *
+   * @default {1000}
+   */
+  previewBytes?: number;
+}
+
+/** Options of {@linkcode recordTextStream}. */
+export interface RecordTextOptions extends LineOptions {
+  /**
+   * `"jsonl"`: one record per line. `"auto"`: one JSON array of records when the first
+   * non-whitespace byte (after an optional BOM) is `[`, else one record per line.
+   *
+   * @default {"jsonl"}
+   */
+  format?: "jsonl" | "auto";
+}
+
+/**
+ * Splits UTF-8 bytes on `\n` into numbered lines (from 1), dropping one trailing `\r` per line
+ * and a BOM at the very start. Blank lines are emitted too; a trailing newline at the end does
+ * not make an extra empty line. A line over `maxLineBytes` or not valid UTF-8 becomes an
+ * error Line with a preview of its start.
+ *
+ * @param options Size limits.
+ * @returns A transform from raw bytes to {@linkcode Line}s.
+ * @throws {RangeError} When a limit is not a positive integer (or negative, for `previewBytes`).
+ *
+ * @example Numbered lines from bytes split anywhere
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lineStream } from "./lines.ts";
+ *
+ * const bytes = new TextEncoder().encode('\uFEFF{"a":1}\r\n\n{"b":"é"}');
+ * const chunks = [bytes.subarray(0, 5), bytes.subarray(5, 20), bytes.subarray(20)];
+ * const lines = await Array.fromAsync(ReadableStream.from(chunks).pipeThrough(lineStream()));
+ * assert.deepEqual(lines, [
+ *   { line: 1, text: '{"a":1}' },
+ *   { line: 2, text: "" },
+ *   { line: 3, text: '{"b":"é"}' },
+ * ]);
+ * ```
+ *
+ * @example An over-long line is one error Line
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lineStream } from "./lines.ts";
+ *
+ * const bytes = new TextEncoder().encode("123456789\nok\n");
+ * const stream = ReadableStream.from([bytes]).pipeThrough(
+ *   lineStream({ maxLineBytes: 5, previewBytes: 3 }),
+ * );
+ * assert.deepEqual(await Array.fromAsync(stream), [
+ *   { line: 1, error: "line is 9 bytes, over the limit of 5", preview: "123" },
+ *   { line: 2, text: "ok" },
+ * ]);
+ * ```
+ */
+export function lineStream(options: LineOptions = {}): TransformStream<Uint8Array, Line> {
+  return byteTransform(new BomStripper(new LineSplitter(resolveLimits(options))));
+}
+
+/**
+ * Splits a file holding one JSON array of records (pretty-printed over many lines, as many
+ * ShareGPT datasets ship) into its top-level elements: each one's exact text, numbered with the
+ * line where it starts. Only strings, escapes and bracket depth are tracked, so the elements are
+ * checked as JSON later, one by one. Stray commas between elements are skipped.
+ *
+ * Error Lines: content not starting with `[` ("not a JSON array"), an element over
+ * `maxLineBytes` (counted, never held), invalid UTF-8 in an element, an array not closed at the
+ * end of input (at the start line of the cut element), and content after the closing `]`.
+ *
+ * @param options Size limits; `maxLineBytes` applies to each element.
+ * @returns A transform from raw bytes to {@linkcode Line}s, one per element.
+ * @throws {RangeError} When a limit is not a positive integer (or negative, for `previewBytes`).
+ *
+ * @example Elements of a pretty-printed array
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsonArrayStream } from "./lines.ts";
+ *
+ * const text = '[\n  {\n    "id": "a]"\n  },\n  {"id": "b"}\n]\n';
+ * const stream = ReadableStream.from([new TextEncoder().encode(text)])
+ *   .pipeThrough(jsonArrayStream());
+ * assert.deepEqual(await Array.fromAsync(stream), [
+ *   { line: 2, text: '{\n    "id": "a]"\n  }' },
+ *   { line: 5, text: '{"id": "b"}' },
+ * ]);
+ * ```
+ */
+export function jsonArrayStream(options: LineOptions = {}): TransformStream<Uint8Array, Line> {
+  return byteTransform(new BomStripper(new ArraySplitter(resolveLimits(options))));
+}
+
+/**
+ * Record texts from raw bytes in either input format: `"jsonl"` is {@linkcode lineStream};
+ * `"auto"` looks at the first non-whitespace byte after an optional BOM and reads a JSON array
+ * ({@linkcode jsonArrayStream}) when it is `[`, else JSONL.
+ *
+ * @param options The format and size limits.
+ * @returns A transform from raw bytes to {@linkcode Line}s.
+ * @throws {TypeError} When `format` is neither `"jsonl"` nor `"auto"`.
+ * @throws {RangeError} When a limit is not a positive integer (or negative, for `previewBytes`).
+ *
+ * @example Sniffing a JSON array
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { recordTextStream } from "./lines.ts";
+ *
+ * const read = (text: string) =>
+ *   Array.fromAsync(
+ *     ReadableStream.from([new TextEncoder().encode(text)])
+ *       .pipeThrough(recordTextStream({ format: "auto" })),
+ *   );
+ * assert.deepEqual(await read('\n[{"a":1},\n {"a":2}]'), [
+ *   { line: 2, text: '{"a":1}' },
+ *   { line: 3, text: '{"a":2}' },
+ * ]);
+ * assert.deepEqual(await read('{"a":1}\n'), [{ line: 1, text: '{"a":1}' }]);
+ * ```
+ */
+export function recordTextStream(
+  options: RecordTextOptions = {},
+): TransformStream<Uint8Array, Line> {
+  const { format = "jsonl", ...limits } = options;
+  if (format === "jsonl") return lineStream(limits);
+  if (format !== "auto") {
+    throw new TypeError(`Cannot read format "${format}": expected "jsonl" or "auto"`);
+  }
+  return byteTransform(new BomStripper(new FormatSniffer(resolveLimits(limits))));
+}
+
+const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_PREVIEW_BYTES = 1000;
+
+const TAB = 0x09;
+const LF = 0x0a;
+const CR = 0x0d;
+const SPACE = 0x20;
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const BACKSLASH = 0x5c;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const BOM = [0xef, 0xbb, 0xbf];
+
+interface Limits {
+  readonly maxBytes: number;
+  readonly previewBytes: number;
+}
+
+function resolveLimits(options: LineOptions): Limits {
+  const { maxLineBytes = DEFAULT_MAX_LINE_BYTES, previewBytes = DEFAULT_PREVIEW_BYTES } = options;
+  if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1) {
+    throw new RangeError(`Cannot use maxLineBytes ${maxLineBytes}: expected a positive integer`);
+  }
+  if (!Number.isSafeInteger(previewBytes) || previewBytes < 0) {
+    throw new RangeError(`Cannot use previewBytes ${previewBytes}: expected an integer >= 0`);
+  }
+  return { maxBytes: maxLineBytes, previewBytes };
+}
+
+type LineOut = TransformStreamDefaultController<Line>;
+
+/** A stage fed bytes chunk by chunk; the building block of every stream here. */
+interface ByteSink {
+  push(chunk: Uint8Array, out: LineOut): void;
+  finish(out: LineOut): void;
+}
+
+function byteTransform(sink: ByteSink): TransformStream<Uint8Array, Line> {
+  return new TransformStream({
+    transform(chunk, controller) {
+      sink.push(chunk, controller);
+    },
+    flush(controller) {
+      sink.finish(controller);
+    },
+  });
+}
+
+/** Strict decoding for record text, lossy decoding for previews of rejected records. */
+class Utf8 {
+  // ignoreBOM keeps a U+FEFF inside the data: only the one at the start of input is dropped.
+  readonly #strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  readonly #lossy = new TextDecoder("utf-8", { ignoreBOM: true });
+  readonly #previewBytes: number;
+
+  constructor(previewBytes: number) {
+    this.#previewBytes = previewBytes;
+  }
+
+  /** The text, or null when the bytes are not valid UTF-8. */
+  decode(bytes: Uint8Array): string | null {
+    try {
+      return this.#strict.decode(bytes);
+    } catch (error) {
+      if (error instanceof TypeError) return null;
+      throw error;
+    }
+  }
+
+  /** The start of `bytes` as text, without a character cut in half at the end. */
+  preview(bytes: Uint8Array): string {
+    const text = this.#lossy.decode(bytes.subarray(0, this.#previewBytes), { stream: true });
+    this.#lossy.decode(); // drops the cut character and resets the decoder
+    return text;
+  }
+
+  /** A Line for `bytes`: its text, or an error when it is not valid UTF-8. */
+  line(line: number, bytes: Uint8Array): Line {
+    const text = this.decode(bytes);
+    return text === null
+      ? { line, error: "invalid UTF-8", preview: this.preview(bytes) }
+      : { line, text };
+  }
+}
+
+/**
+ * The bytes of one record that spans chunks. Past `holdLimit` bytes it keeps only the first
+ * `previewBytes` and counts the rest, so a huge record costs no memory.
+ */
+class SpanBuffer {
+  #parts: Uint8Array[] = [];
+  #preview: Uint8Array | null = null;
+  #size = 0;
+  #lastByte = -1;
+  readonly #holdLimit: number;
+  readonly #previewBytes: number;
+
+  constructor(holdLimit: number, previewBytes: number) {
+    this.#holdLimit = holdLimit;
+    this.#previewBytes = previewBytes;
+  }
+
+  /** Bytes seen since the last reset, held or not. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The last byte seen, or -1. */
+  get lastByte(): number {
+    return this.#lastByte;
+  }
+
+  /** True while every byte seen is still held. */
+  get holding(): boolean {
+    return this.#preview === null;
+  }
+
+  append(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.#size += bytes.length;
+    this.#lastByte = bytes[bytes.length - 1];
+    if (this.#preview !== null) return;
+    if (this.#size <= this.#holdLimit) {
+      // A copy: the producer may reuse its chunk buffers.
+      this.#parts.push(bytes.slice());
+      return;
+    }
+    this.#parts.push(bytes);
+    this.stopHolding();
+  }
+
+  /** Keeps only the preview from now on. */
+  stopHolding(): void {
+    if (this.#preview !== null) return;
+    this.#preview = concat(this.#parts, this.#previewBytes);
+    this.#parts = [];
+  }
+
+  /** Every byte seen; only while {@linkcode holding}. */
+  bytes(): Uint8Array {
+    return this.#parts.length === 1 ? this.#parts[0] : concat(this.#parts, this.#size);
+  }
+
+  /** The first bytes seen, for a preview. */
+  head(): Uint8Array {
+    return this.#preview ?? concat(this.#parts, this.#previewBytes);
+  }
+
+  reset(): void {
+    this.#parts = [];
+    this.#preview = null;
+    this.#size = 0;
+    this.#lastByte = -1;
+  }
+}
+
+/** A new array with the first `limit` bytes of `parts`. */
+function concat(parts: readonly Uint8Array[], limit: number): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const result = new Uint8Array(Math.min(length, limit));
+  let offset = 0;
+  for (const part of parts) {
+    if (offset === result.length) break;
+    const piece = part.subarray(0, result.length - offset);
+    result.set(piece, offset);
+    offset += piece.length;
+  }
+  return result;
+}
+
+/** Drops a UTF-8 BOM at the very start of input, even when chunks split it. */
+class BomStripper implements ByteSink {
+  /** Leading bytes that may still be a BOM; null once decided. */
+  #head: Uint8Array | null = new Uint8Array(0);
+  readonly #next: ByteSink;
+
+  constructor(next: ByteSink) {
+    this.#next = next;
+  }
+
+  push(chunk: Uint8Array, out: LineOut): void {
+    if (this.#head === null) return this.#next.push(chunk, out);
+    const head = this.#head.length === 0 ? chunk : concat([this.#head, chunk], Infinity);
+    if (head.length < BOM.length && isBomStart(head)) {
+      this.#head = head.slice();
+      return;
+    }
+    this.#head = null;
+    this.#next.push(isBomStart(head) ? head.subarray(BOM.length) : head, out);
+  }
+
+  finish(out: LineOut): void {
+    if (this.#head !== null && this.#head.length > 0) this.#next.push(this.#head, out);
+    this.#head = null;
+    this.#next.finish(out);
+  }
+}
+
+/** True when `bytes` starts with a BOM, or is shorter than one and starts like one. */
+function isBomStart(bytes: Uint8Array): boolean {
+  const length = Math.min(bytes.length, BOM.length);
+  for (let i = 0; i < length; i++) {
+    if (bytes[i] !== BOM[i]) return false;
+  }
+  return true;
+}
+
+function isJsonWhitespace(byte: number): boolean {
+  return byte === SPACE || byte === LF || byte === CR || byte === TAB;
+}
+
+/** The length of the whitespace run that ends `bytes`. */
+function trailingWhitespace(bytes: Uint8Array): number {
+  let end = bytes.length;
+  while (end > 0 && isJsonWhitespace(bytes[end - 1])) end--;
+  return bytes.length - end;
+}
+
+class LineSplitter implements ByteSink {
+  #line = 1;
+  readonly #limits: Limits;
+  readonly #utf8: Utf8;
+  // One byte over the limit still fits: it may be the `\r` of a `\r\n`.
+  readonly #span: SpanBuffer;
+
+  constructor(limits: Limits) {
+    this.#limits = limits;
+    this.#utf8 = new Utf8(limits.previewBytes);
+    this.#span = new SpanBuffer(limits.maxBytes + 1, limits.previewBytes);
+  }
+
+  push(chunk: Uint8Array, out: LineOut): void {
+    // indexOf and subarray keep the common case (whole lines inside one chunk) copy-free and
+    // out of JS byte loops; only a line spanning chunks is gathered in the span buffer.
+    let start = 0;
+    let newline = chunk.indexOf(LF);
+    while (newline !== -1) {
+      if (this.#span.size === 0) {
+        this.#emit(chunk.subarray(start, newline), out);
+      } else {
+        this.#span.append(chunk.subarray(start, newline));
+        this.#emitSpan(out);
+      }
+      start = newline + 1;
+      newline = chunk.indexOf(LF, start);
+    }
+    this.#span.append(chunk.subarray(start));
+  }
+
+  finish(out: LineOut): void {
+    if (this.#span.size > 0) this.#emitSpan(out);
+  }
+
+  #emit(bytes: Uint8Array, out: LineOut): void {
+    const content = bytes[bytes.length - 1] === CR ? bytes.subarray(0, -1) : bytes;
+    if (content.length > this.#limits.maxBytes) {
+      this.#emitTooLong(content.length, this.#utf8.preview(content), out);
+    } else {
+      out.enqueue(this.#utf8.line(this.#line++, content));
+    }
+  }
+
+  #emitSpan(out: LineOut): void {
+    const span = this.#span;
+    if (span.holding) {
+      this.#emit(span.bytes(), out);
+    } else {
+      const size = span.lastByte === CR ? span.size - 1 : span.size;
+      this.#emitTooLong(size, this.#utf8.preview(span.head()), out);
+    }
+    span.reset();
+  }
+
+  #emitTooLong(size: number, preview: string, out: LineOut): void {
+    const error = `line is ${size} bytes, over the limit of ${this.#limits.maxBytes}`;
+    out.enqueue({ line: this.#line++, error, preview });
+  }
+}
+
+type ArrayState = "before" | "between" | "element" | "after" | "done";
+
+class ArraySplitter implements ByteSink {
+  #state: ArrayState = "before";
+  #line = 1;
+  #arrayLine = 1;
+  #elementLine = 1;
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+  /** Whitespace at the end of the spanning element so far: not part of its text. */
+  #trailing = 0;
+  readonly #limits: Limits;
+  readonly #utf8: Utf8;
+  // Holds up to twice the limit so that trailing whitespace cannot push a fitting element over;
+  // #scanElement stops holding as soon as the element itself is over the limit.
+  readonly #span: SpanBuffer;
+
+  constructor(limits: Limits) {
+    this.#limits = limits;
+    this.#utf8 = new Utf8(limits.previewBytes);
+    this.#span = new SpanBuffer(2 * limits.maxBytes, limits.previewBytes);
+  }
+
+  push(chunk: Uint8Array, out: LineOut): void {
+    let position = 0;
+    while (position < chunk.length && this.#state !== "done") {
+      position = this.#state === "element"
+        ? this.#scanElement(chunk, position, out)
+        : this.#scanOutside(chunk, position, out);
+    }
+  }
+
+  finish(out: LineOut): void {
+    if (this.#state === "element") {
+      const preview = this.#utf8.preview(this.#span.head());
+      out.enqueue({ line: this.#elementLine, error: "JSON array is not closed", preview });
+      this.#span.reset();
+    } else if (this.#state === "between") {
+      out.enqueue({ line: this.#arrayLine, error: "JSON array is not closed", preview: "" });
+    }
+    this.#state = "done";
+  }
+
+  /** Whitespace and punctuation outside elements; returns where to go on. */
+  #scanOutside(chunk: Uint8Array, from: number, out: LineOut): number {
+    for (let i = from; i < chunk.length; i++) {
+      const byte = chunk[i];
+      if (byte === LF) {
+        this.#line++;
+        continue;
+      }
+      if (isJsonWhitespace(byte)) continue;
+      switch (this.#state) {
+        case "before":
+          if (byte === OPEN_BRACKET) {
+            this.#state = "between";
+            this.#arrayLine = this.#line;
+            continue;
+          }
+          this.#reject("not a JSON array", chunk.subarray(i), out);
+          return chunk.length;
+        case "between":
+          if (byte === COMMA) continue;
+          if (byte === CLOSE_BRACKET) {
+            this.#state = "after";
+            continue;
+          }
+          this.#state = "element";
+          this.#elementLine = this.#line;
+          this.#depth = 0;
+          this.#inString = false;
+          this.#escaped = false;
+          return i;
+        default:
+          this.#reject("unexpected content after the JSON array", chunk.subarray(i), out);
+          return chunk.length;
+      }
+    }
+    return chunk.length;
+  }
+
+  #reject(error: string, rest: Uint8Array, out: LineOut): void {
+    out.enqueue({ line: this.#line, error, preview: this.#utf8.preview(rest) });
+    this.#state = "done";
+  }
+
+  /** Scans one element up to its top-level `,` or `]`; returns where to go on. */
+  #scanElement(chunk: Uint8Array, from: number, out: LineOut): number {
+    // Hot loop: state lives in locals and is written back once per chunk. String contents, most
+    // of a chat record, are skipped with indexOf; the structure between them goes byte by byte.
+    const length = chunk.length;
+    let depth = this.#depth;
+    let inString = this.#inString;
+    let escaped = this.#escaped;
+    let line = this.#line;
+    let nextNewline = chunk.indexOf(LF, from);
+    let end = -1;
+    for (let i = from; i < length; i++) {
+      const byte = chunk[i];
+      if (inString) {
+        if (escaped) {
+          escaped = false;
+          if (byte === LF) line++;
+          continue;
+        }
+        const quote = chunk.indexOf(QUOTE, i);
+        const stop = quote === -1 ? length : quote;
+        // Raw newlines are invalid in JSON strings, but counting them keeps later lines right.
+        if (nextNewline !== -1 && nextNewline < i) nextNewline = chunk.indexOf(LF, i);
+        while (nextNewline !== -1 && nextNewline < stop) {
+          line++;
+          nextNewline = chunk.indexOf(LF, nextNewline + 1);
+        }
+        let backslashes = 0;
+        while (stop - backslashes > i && chunk[stop - backslashes - 1] === BACKSLASH) backslashes++;
+        if (quote === -1) {
+          escaped = backslashes % 2 === 1;
+          break;
+        }
+        inString = backslashes % 2 === 1;
+        i = quote;
+      } else if (byte === QUOTE) {
+        inString = true;
+      } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+        depth++;
+      } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
+        if (depth > 0) depth--;
+        else if (byte === CLOSE_BRACKET) {
+          end = i;
+          break;
+        }
+      } else if (byte === COMMA) {
+        if (depth === 0) {
+          end = i;
+          break;
+        }
+      } else if (byte === LF) {
+        line++;
+      }
+    }
+    this.#depth = depth;
+    this.#inString = inString;
+    this.#escaped = escaped;
+    this.#line = line;
+
+    const segment = chunk.subarray(from, end === -1 ? chunk.length : end);
+    const span = this.#span;
+    if (end !== -1 && span.size === 0) {
+      this.#emitElement(segment.subarray(0, segment.length - trailingWhitespace(segment)), out);
+    } else {
+      span.append(segment);
+      const trailing = trailingWhitespace(segment);
+      this.#trailing = trailing === segment.length ? this.#trailing + trailing : trailing;
+      if (span.size - this.#trailing > this.#limits.maxBytes) span.stopHolding();
+      if (end === -1) return chunk.length;
+      const size = span.size - this.#trailing;
+      if (span.holding) this.#emitElement(span.bytes().subarray(0, size), out);
+      else this.#emitTooLong(size, this.#utf8.preview(span.head()), out);
+      span.reset();
+      this.#trailing = 0;
+    }
+    this.#state = chunk[end] === CLOSE_BRACKET ? "after" : "between";
+    return end + 1;
+  }
+
+  #emitElement(bytes: Uint8Array, out: LineOut): void {
+    if (bytes.length > this.#limits.maxBytes) {
+      this.#emitTooLong(bytes.length, this.#utf8.preview(bytes), out);
+    } else {
+      out.enqueue(this.#utf8.line(this.#elementLine, bytes));
+    }
+  }
+
+  #emitTooLong(size: number, preview: string, out: LineOut): void {
+    const error = `element is ${size} bytes, over the limit of ${this.#limits.maxBytes}`;
+    out.enqueue({ line: this.#elementLine, error, preview });
+  }
+}
+
+/**
+ * Picks the splitter from the first non-whitespace byte. Leading whitespace is held until then
+ * (up to the line limit) and replayed, so line numbers stay right either way.
+ */
+class FormatSniffer implements ByteSink {
+  #next: ByteSink | null = null;
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  readonly #limits: Limits;
+
+  constructor(limits: Limits) {
+    this.#limits = limits;
+  }
+
+  push(chunk: Uint8Array, out: LineOut): void {
+    if (this.#next !== null) return this.#next.push(chunk, out);
+    let first = 0;
+    while (first < chunk.length && isJsonWhitespace(chunk[first])) first++;
+    if (first === chunk.length && this.#heldBytes + chunk.length <= this.#limits.maxBytes) {
+      this.#held.push(chunk.slice());
+      this.#heldBytes += chunk.length;
+      return;
+    }
+    const isArray = first < chunk.length && chunk[first] === OPEN_BRACKET;
+    this.#choose(isArray, out).push(chunk, out);
+  }
+
+  finish(out: LineOut): void {
+    (this.#next ?? this.#choose(false, out)).finish(out);
+  }
+
+  #choose(isArray: boolean, out: LineOut): ByteSink {
+    const next = isArray ? new ArraySplitter(this.#limits) : new LineSplitter(this.#limits);
+    for (const held of this.#held) next.push(held, out);
+    this.#held = [];
+    this.#next = next;
+    return next;
+  }
+}

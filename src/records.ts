@@ -1,0 +1,363 @@
+/**
+ * One record in and out: parse and validate a ShareGPT (`{from, value}`) or OpenAI
+ * (`{role, content}`) conversation, normalise its roles, and write it back in its own format
+ * with thoughts in front of chosen answers, every other field untouched.
+ *
+ * @module
+ */
+import type { Conversation, Role, Turn, TurnShape } from "./types.ts";
+
+/**
+ * A record that cannot be used, with the 1-based line it starts on and a reason a person
+ * understands.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRecord, RecordError } from "./records.ts";
+ *
+ * assert.throws(() => parseRecord("[]", 7), (error) => {
+ *   assert(error instanceof RecordError);
+ *   assert.equal(error.line, 7);
+ *   assert.equal(error.reason, "not a JSON object (found an array)");
+ *   return true;
+ * });
+ * ```
+ */
+export class RecordError extends SyntaxError {
+  /**
+   * @param line The 1-based line the record starts on.
+   * @param reason What is wrong with it.
+   */
+  constructor(readonly line: number, readonly reason: string) {
+    super(`Cannot read record at line ${line}: ${reason}`);
+    this.name = "RecordError";
+  }
+}
+
+/** The text around a thought in a rewritten answer. */
+export interface Framing {
+  /** Goes before the thought, e.g. `Thought Process:`. */
+  readonly preface: string;
+  /** Goes between the thought and the original answer, e.g. `\nAnswer:`. */
+  readonly suffix: string;
+}
+
+const ROLES: ReadonlyMap<string, Role> = new Map([
+  ["human", "user"],
+  ["user", "user"],
+  ["gpt", "assistant"],
+  ["assistant", "assistant"],
+  ["bot", "assistant"],
+  ["model", "assistant"],
+  ["chatgpt", "assistant"],
+  ["system", "system"],
+  ["developer", "system"],
+  ["tool", "tool"],
+  ["function", "tool"],
+  ["function_call", "tool"],
+  ["observation", "tool"],
+  ["ipython", "tool"],
+  ["tool_call", "tool"],
+  ["tool_response", "tool"],
+  ["function_response", "tool"],
+]);
+
+const LIST_KEYS = ["conversations", "messages"];
+
+const SHAPE_KEYS: Readonly<Record<TurnShape, { role: string; text: string }>> = {
+  sharegpt: { role: "from", text: "value" },
+  openai: { role: "role", text: "content" },
+};
+
+/**
+ * Parses one record's JSON text and checks it is a conversation: an object whose
+ * `conversations` or `messages` array holds ShareGPT `{from, value}` or OpenAI
+ * `{role, content}` turns (one shape per record). Roles are normalised case-insensitively
+ * (`human` -> `user`, `gpt` -> `assistant`, `function_call` -> `tool`...). OpenAI content may be
+ * a string, an array of parts (text parts joined, others shown as `[type]`), or `null` (or
+ * absent) on assistant turns. A top-level `system` string becomes `system`. Odd turn orders are
+ * accepted: which turns get thoughts is decided elsewhere.
+ *
+ * @param text The record's JSON text.
+ * @param line The 1-based line it starts on, for errors.
+ * @returns The parsed record, every field kept in `record`.
+ * @throws {RecordError} When the text is not such a record; `reason` says why.
+ *
+ * @example Parsing a ShareGPT record
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRecord } from "./records.ts";
+ *
+ * const text = '{"id":7,"conversations":[{"from":"human","value":"Hi"},{"from":"gpt","value":"Hello"}]}';
+ * const conversation = parseRecord(text, 3);
+ * assert.equal(conversation.shape, "sharegpt");
+ * assert.equal(conversation.listKey, "conversations");
+ * assert.deepEqual(conversation.turns, [
+ *   { index: 0, role: "user", name: "human", text: "Hi" },
+ *   { index: 1, role: "assistant", name: "gpt", text: "Hello" },
+ * ]);
+ * ```
+ */
+export function parseRecord(text: string, line: number): Conversation {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new RecordError(line, `not valid JSON: ${message}`);
+  }
+  if (!isObject(value)) {
+    throw new RecordError(line, `not a JSON object (found ${describe(value)})`);
+  }
+  const record = value;
+
+  const system = own(record, "system");
+  // null is how dataframe exports write "no system prompt" in a column others fill.
+  if (system !== undefined && system !== null && typeof system !== "string") {
+    throw new RecordError(line, `"system" must be a string (found ${describe(system)})`);
+  }
+
+  const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
+  if (listKey === undefined) {
+    const present = LIST_KEYS.find((key) => own(record, key) !== undefined);
+    throw new RecordError(
+      line,
+      present === undefined
+        ? 'no conversation: expected a "conversations" or "messages" array'
+        : `"${present}" must be an array (found ${describe(own(record, present))})`,
+    );
+  }
+  const list = own(record, listKey) as unknown[];
+  if (list.length === 0) throw new RecordError(line, "conversation has no turns");
+
+  let shape: TurnShape | null = null;
+  const turns: Turn[] = [];
+  for (let index = 0; index < list.length; index++) {
+    const raw = list[index];
+    const number = index + 1;
+    if (!isObject(raw)) {
+      throw new RecordError(line, `turn ${number} is not an object (found ${describe(raw)})`);
+    }
+    const turnShape = shapeOf(raw);
+    if (turnShape === null) {
+      throw new RecordError(line, `turn ${number} has neither {from, value} nor {role, content}`);
+    }
+    shape ??= turnShape;
+    if (turnShape !== shape) {
+      throw new RecordError(
+        line,
+        `turn ${number} mixes ${braces(turnShape)} with ${braces(shape)} turns`,
+      );
+    }
+    turns.push(readTurn(raw, index, turnShape, line));
+  }
+
+  return {
+    line,
+    shape: shape ?? "sharegpt", // always set by now: the list is not empty
+    listKey,
+    record,
+    system: typeof system === "string" ? system : null,
+    turns,
+  };
+}
+
+/**
+ * An answer with its thought in front: `preface`, thought, `suffix`, answer, one per line.
+ *
+ * @param framing The preface and suffix.
+ * @param thought The thought process.
+ * @param answer The original answer, kept as is.
+ * @returns `preface + "\n" + thought + "\n" + suffix + "\n" + answer`.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { composeAnswer } from "./records.ts";
+ *
+ * const framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
+ * assert.equal(
+ *   composeAnswer(framing, "Add them.", "4"),
+ *   "Thought Process:\nAdd them.\n\nAnswer:\n4",
+ * );
+ * ```
+ */
+export function composeAnswer(framing: Framing, thought: string, answer: string): string {
+  return framing.preface + "\n" + thought + "\n" + framing.suffix + "\n" + answer;
+}
+
+/**
+ * Writes a record back as one line of JSON in its own format, with each turn listed in
+ * `thoughts` given its thought (see {@linkcode composeAnswer}). A string answer is rewritten; an
+ * array of content parts gets a new first text part, the original parts untouched. Everything
+ * else is exactly `JSON.stringify` of the parsed input: same key order, every extra field kept,
+ * no system prompt added. The input record is not modified.
+ *
+ * @param conversation A record from {@linkcode parseRecord}.
+ * @param thoughts Thoughts by turn index (0-based position in the turn array).
+ * @param framing The preface and suffix around each thought.
+ * @returns The record as JSON text without a line break.
+ * @throws {RangeError} When a thought names a turn the record does not have.
+ * @throws {TypeError} When a thought names a turn without text (e.g. `content: null`).
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { assembleRecord, parseRecord } from "./records.ts";
+ *
+ * const conversation = parseRecord(
+ *   '{"id":1,"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}],"x":0}',
+ *   1,
+ * );
+ * const framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
+ * assert.equal(
+ *   assembleRecord(conversation, new Map([[1, "Add."]]), framing),
+ *   '{"id":1,"messages":[{"role":"user","content":"2+2?"},' +
+ *     '{"role":"assistant","content":"Thought Process:\\nAdd.\\n\\nAnswer:\\n4"}],"x":0}',
+ * );
+ * ```
+ */
+export function assembleRecord(
+  conversation: Conversation,
+  thoughts: ReadonlyMap<number, string>,
+  framing: Framing,
+): string {
+  const { record, listKey, line } = conversation;
+  if (thoughts.size === 0) return JSON.stringify(record);
+  const list = own(record, listKey);
+  if (!Array.isArray(list)) {
+    throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not an array`);
+  }
+  const textKey = SHAPE_KEYS[conversation.shape].text;
+  const turns = list.slice();
+  for (const [index, thought] of thoughts) {
+    const turn: unknown = list[index];
+    if (!Number.isInteger(index) || !isObject(turn)) {
+      throw new RangeError(
+        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such turn`,
+      );
+    }
+    const answer = own(turn, textKey);
+    if (typeof answer === "string") {
+      turns[index] = { ...turn, [textKey]: composeAnswer(framing, thought, answer) };
+    } else if (Array.isArray(answer)) {
+      const thoughtPart = { type: "text", text: composeAnswer(framing, thought, "") };
+      turns[index] = { ...turn, [textKey]: [thoughtPart, ...answer] };
+    } else {
+      throw new TypeError(
+        `Cannot add a thought to turn ${index + 1} of record at line ${line}: it has no text`,
+      );
+    }
+  }
+  return JSON.stringify({ ...record, [listKey]: turns });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** An own property, so that keys like `constructor` never come from the prototype. */
+function own(object: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(object, key) ? object[key] : undefined;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (value === undefined) return "nothing";
+  const type = typeof value;
+  return type === "object" ? "an object" : `a ${type}`;
+}
+
+function braces(shape: TurnShape): string {
+  const keys = SHAPE_KEYS[shape];
+  return `{${keys.role}, ${keys.text}}`;
+}
+
+function quote(text: string): string {
+  return JSON.stringify(text.length > 40 ? text.slice(0, 40) + "…" : text);
+}
+
+function shapeOf(turn: Record<string, unknown>): TurnShape | null {
+  if (Object.hasOwn(turn, "from")) return "sharegpt";
+  if (Object.hasOwn(turn, "role")) return "openai";
+  return null;
+}
+
+/** The normalised turn. */
+function readTurn(
+  raw: Record<string, unknown>,
+  index: number,
+  shape: TurnShape,
+  line: number,
+): Turn {
+  const keys = SHAPE_KEYS[shape];
+  const name = own(raw, keys.role);
+  if (typeof name !== "string") {
+    throw turnError(line, index, `"${keys.role}" must be a string (found ${describe(name)})`);
+  }
+  const role = ROLES.get(name.toLowerCase());
+  if (role === undefined) throw turnError(line, index, `unknown role ${quote(name)}`);
+
+  const value = own(raw, keys.text);
+  if (typeof value === "string") return { index, role, name, text: value };
+  if (shape === "sharegpt") {
+    throw turnError(
+      line,
+      index,
+      value === undefined
+        ? '"value" is missing'
+        : `"value" must be a string (found ${describe(value)})`,
+    );
+  }
+  if (Array.isArray(value)) return { index, role, name, text: partsText(value, index, line) };
+  if (value === null || value === undefined) {
+    // Assistant turns that only call tools carry no text.
+    if (role === "assistant") return { index, role, name, text: null };
+    throw turnError(
+      line,
+      index,
+      value === null ? '"content" may be null only on assistant turns' : '"content" is missing',
+    );
+  }
+  throw turnError(
+    line,
+    index,
+    `"content" must be a string, an array of parts or null (found ${describe(value)})`,
+  );
+}
+
+/** Text parts joined; other parts (images, audio...) shown as `[type]` so a reader knows. */
+function partsText(parts: readonly unknown[], index: number, line: number): string {
+  let text = "";
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    const label = `content part ${i + 1}`;
+    if (!isObject(part)) {
+      throw turnError(line, index, `${label} is not an object (found ${describe(part)})`);
+    }
+    const type = own(part, "type");
+    if (typeof type !== "string") {
+      throw turnError(line, index, `${label}: "type" must be a string (found ${describe(type)})`);
+    }
+    if (type !== "text") {
+      text += `[${type}]`;
+      continue;
+    }
+    const partText = own(part, "text");
+    if (typeof partText !== "string") {
+      throw turnError(
+        line,
+        index,
+        `${label}: "text" must be a string (found ${describe(partText)})`,
+      );
+    }
+    text += partText;
+  }
+  return text;
+}
+
+function turnError(line: number, index: number, reason: string): RecordError {
+  return new RecordError(line, `turn ${index + 1}: ${reason}`);
+}

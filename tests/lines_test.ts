@@ -1,0 +1,436 @@
+import assert from "node:assert/strict";
+import {
+  jsonArrayStream,
+  type LineOptions,
+  lineStream,
+  type RecordTextOptions,
+  recordTextStream,
+} from "../src/lines.ts";
+import type { Line } from "../src/types.ts";
+
+const encoder = new TextEncoder();
+
+function bytesOf(...parts: (string | number[])[]): Uint8Array {
+  const arrays = parts.map((part) => typeof part === "string" ? encoder.encode(part) : part);
+  const result = new Uint8Array(arrays.reduce((sum, array) => sum + array.length, 0));
+  let offset = 0;
+  for (const array of arrays) {
+    result.set(array, offset);
+    offset += array.length;
+  }
+  return result;
+}
+
+function read(
+  chunks: Iterable<Uint8Array>,
+  stream: TransformStream<Uint8Array, Line>,
+): Promise<Line[]> {
+  return Array.fromAsync(ReadableStream.from(chunks).pipeThrough(stream));
+}
+
+/** The input cut in two at every position, and cut into single bytes. */
+function* splits(bytes: Uint8Array): Generator<{ label: string; chunks: Uint8Array[] }> {
+  for (let at = 0; at <= bytes.length; at++) {
+    yield { label: `split at ${at}`, chunks: [bytes.subarray(0, at), bytes.subarray(at)] };
+  }
+  yield {
+    label: "one byte per chunk",
+    chunks: Array.from(bytes, (_, i) => bytes.subarray(i, i + 1)),
+  };
+}
+
+async function assertEverySplit(
+  bytes: Uint8Array,
+  makeStream: () => TransformStream<Uint8Array, Line>,
+  expected: Line[],
+): Promise<void> {
+  for (const { label, chunks } of splits(bytes)) {
+    assert.deepEqual(await read(chunks, makeStream()), expected, label);
+  }
+}
+
+Deno.test("lineStream() keeps text and numbers across every chunk split", async () => {
+  const bytes = bytesOf('\uFEFF{"a":"é"}\r\n\n  \n{"b":"😀 中文"}\n{"c":1}');
+  await assertEverySplit(bytes, () => lineStream(), [
+    { line: 1, text: '{"a":"é"}' },
+    { line: 2, text: "" },
+    { line: 3, text: "  " },
+    { line: 4, text: '{"b":"😀 中文"}' },
+    { line: 5, text: '{"c":1}' },
+  ]);
+});
+
+Deno.test("lineStream() strips one \\r per line and only a BOM at the start", async () => {
+  const bytes = bytesOf("a\r\r\nb\r\n\uFEFFc\r");
+  assert.deepEqual(await read([bytes], lineStream()), [
+    { line: 1, text: "a\r" },
+    { line: 2, text: "b" },
+    { line: 3, text: "\uFEFFc" },
+  ]);
+});
+
+Deno.test("lineStream() makes no extra line for a trailing newline", async () => {
+  assert.deepEqual(await read([bytesOf("x\n")], lineStream()), [{ line: 1, text: "x" }]);
+  assert.deepEqual(await read([bytesOf("x\n\n")], lineStream()), [
+    { line: 1, text: "x" },
+    { line: 2, text: "" },
+  ]);
+  assert.deepEqual(await read([bytesOf("\n")], lineStream()), [{ line: 1, text: "" }]);
+  assert.deepEqual(await read([], lineStream()), []);
+  assert.deepEqual(await read([bytesOf("\uFEFF")], lineStream()), []);
+});
+
+Deno.test("lineStream() emits a last line without a newline", async () => {
+  assert.deepEqual(await read([bytesOf("x\ny")], lineStream()), [
+    { line: 1, text: "x" },
+    { line: 2, text: "y" },
+  ]);
+});
+
+Deno.test("lineStream() keeps a lone start of a BOM as data", async () => {
+  assert.deepEqual(await read([new Uint8Array([0xef, 0xbb])], lineStream()), [
+    { line: 1, error: "invalid UTF-8", preview: "" },
+  ]);
+});
+
+Deno.test("lineStream() rejects lines over the limit at the exact boundary", async () => {
+  const bytes = bytesOf("12345\n123456\n12345\r\n123456\r\nend");
+  const options: LineOptions = { maxLineBytes: 5, previewBytes: 4 };
+  const tooLong = { error: "line is 6 bytes, over the limit of 5", preview: "1234" };
+  await assertEverySplit(bytes, () => lineStream(options), [
+    { line: 1, text: "12345" },
+    { line: 2, ...tooLong },
+    { line: 3, text: "12345" },
+    { line: 4, ...tooLong },
+    { line: 5, text: "end" },
+  ]);
+});
+
+Deno.test("lineStream() rejects an over-long last line without a newline", async () => {
+  const lines = await read(
+    [bytesOf("ok\n"), bytesOf("abcdefgh"), bytesOf("ijk")],
+    lineStream({ maxLineBytes: 4, previewBytes: 2 }),
+  );
+  assert.deepEqual(lines, [
+    { line: 1, text: "ok" },
+    { line: 2, error: "line is 11 bytes, over the limit of 4", preview: "ab" },
+  ]);
+});
+
+Deno.test("lineStream() cuts a preview before a split character, not inside it", async () => {
+  const lines = await read([bytesOf("aé€😀b\n")], lineStream({ maxLineBytes: 4, previewBytes: 5 }));
+  // a (1) + é (2) + the first 2 of € (3 bytes): the cut € is left out.
+  assert.deepEqual(lines, [
+    { line: 1, error: "line is 11 bytes, over the limit of 4", preview: "aé" },
+  ]);
+});
+
+Deno.test("lineStream() counts a 64 MiB line without holding it", async () => {
+  const chunk = new Uint8Array(64 * 1024).fill(0x78); // one reused buffer: the source holds nothing
+  const chunkCount = 1024;
+  const memory = () => Deno.memoryUsage().heapUsed + Deno.memoryUsage().external;
+  const before = memory();
+  let peak = 0;
+  let sent = 0;
+  const source = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent < chunkCount) {
+        controller.enqueue(chunk);
+        sent++;
+        if (sent % 64 === 0) peak = Math.max(peak, memory() - before);
+      } else {
+        controller.enqueue(bytesOf('\n{"next":1}\n'));
+        controller.close();
+      }
+    },
+  });
+  const lines = await Array.fromAsync(
+    source.pipeThrough(lineStream({ maxLineBytes: 1024 * 1024, previewBytes: 10 })),
+  );
+  assert.deepEqual(lines, [
+    { line: 1, error: "line is 67108864 bytes, over the limit of 1048576", preview: "xxxxxxxxxx" },
+    { line: 2, text: '{"next":1}' },
+  ]);
+  assert.ok(peak < 16 * 1024 * 1024, `memory grew by ${peak} bytes while reading the line`);
+});
+
+Deno.test("lineStream() copies held bytes, so a reused source buffer is safe", async () => {
+  const buffer = new Uint8Array(3);
+  let pulls = 0;
+  const source = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pulls++ === 0) {
+        buffer.set(encoder.encode("abc"));
+        controller.enqueue(buffer);
+        return;
+      }
+      // Overwrite only once the first chunk has been taken in, as a reusing reader would.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      buffer.set(encoder.encode("de\n"));
+      controller.enqueue(buffer);
+      controller.close();
+    },
+  }, { highWaterMark: 0 });
+  assert.deepEqual(await Array.fromAsync(source.pipeThrough(lineStream())), [
+    { line: 1, text: "abcde" },
+  ]);
+});
+
+Deno.test("lineStream() turns invalid UTF-8 into an error Line and goes on", async () => {
+  const bytes = bytesOf("ok\n", '{"a":"', [0xff, 0xfe], '"}\n', [0xc3], "\n", "end");
+  await assertEverySplit(bytes, () => lineStream(), [
+    { line: 1, text: "ok" },
+    { line: 2, error: "invalid UTF-8", preview: '{"a":"\uFFFD\uFFFD"}' },
+    { line: 3, error: "invalid UTF-8", preview: "" },
+    { line: 4, text: "end" },
+  ]);
+});
+
+Deno.test("lineStream() rejects bad limits", () => {
+  assert.throws(() => lineStream({ maxLineBytes: 0 }), RangeError);
+  assert.throws(() => lineStream({ maxLineBytes: 1.5 }), RangeError);
+  assert.throws(() => lineStream({ previewBytes: -1 }), RangeError);
+});
+
+const prettyArray = [
+  "\uFEFF[",
+  "  {",
+  '    "id": "a]",',
+  '    "q": "say \\"[hi\\", {ok}\\\\",',
+  '    "nested": [[1, 2], {"x": [3]}],',
+  '    "end": "back\\\\"',
+  "  },",
+  '  {"id": "é😀", "list": []}',
+  "  ,",
+  "  [1, 2],",
+  "  3",
+  "]",
+  "",
+].join("\r\n");
+
+Deno.test("jsonArrayStream() yields each element's exact text at its start line", async () => {
+  const elementA = [
+    "{",
+    '    "id": "a]",',
+    '    "q": "say \\"[hi\\", {ok}\\\\",',
+    '    "nested": [[1, 2], {"x": [3]}],',
+    '    "end": "back\\\\"',
+    "  }",
+  ].join("\r\n");
+  const expected = [
+    { line: 2, text: elementA },
+    { line: 8, text: '{"id": "é😀", "list": []}' },
+    { line: 10, text: "[1, 2]" },
+    { line: 11, text: "3" },
+  ];
+  await assertEverySplit(bytesOf(prettyArray), () => jsonArrayStream(), expected);
+  const parsed = (await read([bytesOf(prettyArray)], jsonArrayStream()))
+    .map((line) => "text" in line ? JSON.parse(line.text) : line);
+  assert.deepEqual(parsed[0], {
+    id: "a]",
+    q: 'say "[hi", {ok}\\',
+    nested: [[1, 2], { x: [3] }],
+    end: "back\\",
+  });
+});
+
+Deno.test("jsonArrayStream() counts newlines inside elements for the next start line", async () => {
+  const text = '[{"a":\n1,\n"b":\n2},{"c":3},\n\n{"d":"x"}]';
+  assert.deepEqual(await read([bytesOf(text)], jsonArrayStream()), [
+    { line: 1, text: '{"a":\n1,\n"b":\n2}' },
+    { line: 4, text: '{"c":3}' },
+    { line: 6, text: '{"d":"x"}' },
+  ]);
+});
+
+Deno.test("jsonArrayStream() counts raw and escaped newlines inside strings", async () => {
+  const text = '["a\nb", "c\\\nd",\n"e"]';
+  await assertEverySplit(bytesOf(text), () => jsonArrayStream(), [
+    { line: 1, text: '"a\nb"' },
+    { line: 2, text: '"c\\\nd"' },
+    { line: 4, text: '"e"' },
+  ]);
+});
+
+Deno.test("jsonArrayStream() matches JSON.parse on random arrays cut at random", async () => {
+  let seed = 42;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+  const pieces = ["a", " ", '"', "\\", "\\\\", "[", "]", "{", "}", ",", "\n", "é", "😀", '\\"]'];
+  const randomString = () =>
+    Array.from({ length: Math.floor(random() * 8) }, () => pick(pieces)).join("");
+  const randomValue = (depth: number): unknown => {
+    const kind = depth > 3 ? Math.floor(random() * 3) : Math.floor(random() * 5);
+    if (kind === 0) return randomString();
+    if (kind === 1) return Math.floor(random() * 1000) - 500;
+    if (kind === 2) return pick([null, true, false]);
+    if (kind === 3) {
+      return Array.from({ length: Math.floor(random() * 4) }, () => randomValue(depth + 1));
+    }
+    return Object.fromEntries(
+      Array.from(
+        { length: Math.floor(random() * 4) },
+        () => [randomString(), randomValue(depth + 1)],
+      ),
+    );
+  };
+  for (let round = 0; round < 50; round++) {
+    const values = Array.from({ length: Math.floor(random() * 6) }, () => randomValue(0));
+    const text = JSON.stringify(values, null, pick([0, 1, 2, "\t"]));
+    const bytes = encoder.encode(text);
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < bytes.length;) {
+      const size = 1 + Math.floor(random() * 16);
+      chunks.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    const lines = await read(chunks, jsonArrayStream());
+    assert.deepEqual(lines.map((line) => "text" in line ? JSON.parse(line.text) : line), values);
+    let position = 1;
+    for (const line of lines) {
+      assert.ok("text" in line);
+      position = text.indexOf(line.text, position);
+      assert.equal(line.line, text.slice(0, position).split("\n").length, text);
+      position += line.text.length;
+    }
+  }
+});
+
+Deno.test("jsonArrayStream() yields nothing for an empty array or empty input", async () => {
+  assert.deepEqual(await read([bytesOf("[]")], jsonArrayStream()), []);
+  assert.deepEqual(await read([bytesOf("\n [\n ]\n")], jsonArrayStream()), []);
+  assert.deepEqual(await read([], jsonArrayStream()), []);
+});
+
+Deno.test("jsonArrayStream() skips stray commas", async () => {
+  assert.deepEqual(await read([bytesOf("[,1,,\n2,]")], jsonArrayStream()), [
+    { line: 1, text: "1" },
+    { line: 2, text: "2" },
+  ]);
+});
+
+Deno.test("jsonArrayStream() reports an array that is not closed", async () => {
+  const cut = '[\n  {"a": 1},\n  {"b": "x]",\n   "c": [';
+  await assertEverySplit(bytesOf(cut), () => jsonArrayStream({ previewBytes: 6 }), [
+    { line: 2, text: '{"a": 1}' },
+    { line: 3, error: "JSON array is not closed", preview: '{"b": ' },
+  ]);
+  assert.deepEqual(await read([bytesOf('[{"a": 1},\n')], jsonArrayStream()), [
+    { line: 1, text: '{"a": 1}' },
+    { line: 1, error: "JSON array is not closed", preview: "" },
+  ]);
+  assert.deepEqual(await read([bytesOf('\n[{"a": 1}')], jsonArrayStream()), [
+    { line: 2, error: "JSON array is not closed", preview: '{"a": 1}' },
+  ]);
+});
+
+Deno.test("jsonArrayStream() reports content that is not an array", async () => {
+  assert.deepEqual(await read([bytesOf('{"a": 1}\n{"b": 2}\n')], jsonArrayStream()), [
+    { line: 1, error: "not a JSON array", preview: '{"a": 1}\n{"b": 2}\n' },
+  ]);
+});
+
+Deno.test("jsonArrayStream() reports content after the closing bracket", async () => {
+  assert.deepEqual(await read([bytesOf("[1,\n2]\n\nxyz\n[3]")], jsonArrayStream()), [
+    { line: 1, text: "1" },
+    { line: 2, text: "2" },
+    { line: 4, error: "unexpected content after the JSON array", preview: "xyz\n[3]" },
+  ]);
+});
+
+Deno.test("jsonArrayStream() rejects an over-long element and reads the next", async () => {
+  const text = '[\n"1234",\n"12345" \n ,\n"123456",\n{"a":\n"b"}\n]';
+  const options: LineOptions = { maxLineBytes: 7, previewBytes: 3 };
+  await assertEverySplit(bytesOf(text), () => jsonArrayStream(options), [
+    { line: 2, text: '"1234"' },
+    { line: 3, text: '"12345"' },
+    { line: 5, error: "element is 8 bytes, over the limit of 7", preview: '"12' },
+    { line: 6, error: "element is 10 bytes, over the limit of 7", preview: '{"a' },
+  ]);
+});
+
+Deno.test("jsonArrayStream() counts a huge element without holding it", async () => {
+  const chunk = new Uint8Array(64 * 1024).fill(0x78);
+  const chunkCount = 1024;
+  const memory = () => Deno.memoryUsage().heapUsed + Deno.memoryUsage().external;
+  const before = memory();
+  let peak = 0;
+  let sent = 0;
+  const source = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytesOf('[\n"'));
+    },
+    pull(controller) {
+      if (sent < chunkCount) {
+        controller.enqueue(chunk);
+        sent++;
+        if (sent % 64 === 0) peak = Math.max(peak, memory() - before);
+      } else {
+        controller.enqueue(bytesOf('",\n{"next":1}]'));
+        controller.close();
+      }
+    },
+  });
+  const lines = await Array.fromAsync(
+    source.pipeThrough(jsonArrayStream({ maxLineBytes: 1024 * 1024, previewBytes: 3 })),
+  );
+  assert.deepEqual(lines, [
+    { line: 2, error: "element is 67108866 bytes, over the limit of 1048576", preview: '"xx' },
+    { line: 3, text: '{"next":1}' },
+  ]);
+  assert.ok(peak < 16 * 1024 * 1024, `memory grew by ${peak} bytes while reading the element`);
+});
+
+Deno.test("jsonArrayStream() turns invalid UTF-8 in an element into an error Line", async () => {
+  const bytes = bytesOf('[{"a":"', [0xff], '"},\n{"b":1}]');
+  await assertEverySplit(bytes, () => jsonArrayStream(), [
+    { line: 1, error: "invalid UTF-8", preview: '{"a":"\uFFFD"}' },
+    { line: 2, text: '{"b":1}' },
+  ]);
+});
+
+Deno.test("recordTextStream() reads JSONL by default, even when a line is an array", async () => {
+  assert.deepEqual(await read([bytesOf("[1]\n[2]\n")], recordTextStream()), [
+    { line: 1, text: "[1]" },
+    { line: 2, text: "[2]" },
+  ]);
+});
+
+Deno.test("recordTextStream() with auto reads a JSON array after a BOM and blank lines", async () => {
+  const bytes = bytesOf("\uFEFF \r\n\t\n[\n", '{"a":1},\n', '{"a":2}\n]\n');
+  await assertEverySplit(bytes, () => recordTextStream({ format: "auto" }), [
+    { line: 4, text: '{"a":1}' },
+    { line: 5, text: '{"a":2}' },
+  ]);
+});
+
+Deno.test("recordTextStream() with auto reads JSONL when the first byte is not [", async () => {
+  const bytes = bytesOf("\uFEFF\n", '{"a":1}\n', '{"a":2}\n');
+  await assertEverySplit(bytes, () => recordTextStream({ format: "auto" }), [
+    { line: 1, text: "" },
+    { line: 2, text: '{"a":1}' },
+    { line: 3, text: '{"a":2}' },
+  ]);
+});
+
+Deno.test("recordTextStream() with auto passes limits on and handles blank input", async () => {
+  const options: RecordTextOptions = { format: "auto", maxLineBytes: 3, previewBytes: 2 };
+  assert.deepEqual(await read([bytesOf("[1234, 5]")], recordTextStream(options)), [
+    { line: 1, error: "element is 4 bytes, over the limit of 3", preview: "12" },
+    { line: 1, text: "5" },
+  ]);
+  assert.deepEqual(await read([bytesOf("1234\n5")], recordTextStream(options)), [
+    { line: 1, error: "line is 4 bytes, over the limit of 3", preview: "12" },
+    { line: 2, text: "5" },
+  ]);
+  assert.deepEqual(await read([], recordTextStream(options)), []);
+  assert.deepEqual(await read([bytesOf(" \n\n")], recordTextStream({ format: "auto" })), [
+    { line: 1, text: " " },
+    { line: 2, text: "" },
+  ]);
+});
+
+Deno.test("recordTextStream() rejects an unknown format", () => {
+  const options = { format: "csv" } as unknown as RecordTextOptions;
+  assert.throws(() => recordTextStream(options), TypeError);
+});

@@ -1,0 +1,406 @@
+import assert from "node:assert/strict";
+import {
+  assembleRecord,
+  composeAnswer,
+  type Framing,
+  parseRecord,
+  RecordError,
+} from "../src/records.ts";
+
+const framing: Framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
+
+function assertRejects(text: string, reason: string, line = 5): void {
+  assert.throws(() => parseRecord(text, line), (error: unknown) => {
+    assert.ok(error instanceof RecordError, `expected a RecordError, got ${error}`);
+    assert.equal(error.line, line);
+    assert.equal(error.reason, reason);
+    return true;
+  });
+}
+
+function record(turns: unknown[], key = "messages"): string {
+  return JSON.stringify({ [key]: turns });
+}
+
+Deno.test("RecordError is a SyntaxError carrying line and reason", () => {
+  const error = new RecordError(12, "conversation has no turns");
+  assert.ok(error instanceof SyntaxError);
+  assert.equal(error.name, "RecordError");
+  assert.equal(error.line, 12);
+  assert.equal(error.reason, "conversation has no turns");
+  assert.equal(error.message, "Cannot read record at line 12: conversation has no turns");
+});
+
+Deno.test("parseRecord() reads a ShareGPT record", () => {
+  const text = JSON.stringify({
+    id: "a-1",
+    conversations: [
+      { from: "system", value: "Be brief." },
+      { from: "human", value: "Hi" },
+      { from: "gpt", value: "Hello" },
+    ],
+  });
+  const conversation = parseRecord(text, 3);
+  assert.deepEqual(conversation, {
+    line: 3,
+    shape: "sharegpt",
+    listKey: "conversations",
+    record: JSON.parse(text),
+    system: null,
+    turns: [
+      { index: 0, role: "system", name: "system", text: "Be brief." },
+      { index: 1, role: "user", name: "human", text: "Hi" },
+      { index: 2, role: "assistant", name: "gpt", text: "Hello" },
+    ],
+  });
+});
+
+Deno.test("parseRecord() reads an OpenAI record with tool calls", () => {
+  const conversation = parseRecord(
+    record([
+      { role: "user", content: "Weather in Oslo?" },
+      { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function" }] },
+      { role: "tool", tool_call_id: "c1", content: "3 °C" },
+      { role: "assistant", content: "It is 3 °C." },
+    ]),
+    1,
+  );
+  assert.equal(conversation.shape, "openai");
+  assert.equal(conversation.listKey, "messages");
+  assert.deepEqual(conversation.turns, [
+    { index: 0, role: "user", name: "user", text: "Weather in Oslo?" },
+    { index: 1, role: "assistant", name: "assistant", text: null },
+    { index: 2, role: "tool", name: "tool", text: "3 °C" },
+    { index: 3, role: "assistant", name: "assistant", text: "It is 3 °C." },
+  ]);
+});
+
+Deno.test("parseRecord() accepts a missing content on assistant turns as no text", () => {
+  const conversation = parseRecord(
+    record([{ role: "user", content: "Go" }, { role: "assistant", tool_calls: [] }]),
+    1,
+  );
+  assert.equal(conversation.turns[1].text, null);
+});
+
+Deno.test("parseRecord() normalises every role name, ignoring case", () => {
+  const expected = {
+    human: "user",
+    user: "user",
+    gpt: "assistant",
+    assistant: "assistant",
+    bot: "assistant",
+    model: "assistant",
+    chatgpt: "assistant",
+    system: "system",
+    developer: "system",
+    tool: "tool",
+    function: "tool",
+    function_call: "tool",
+    observation: "tool",
+    ipython: "tool",
+    tool_call: "tool",
+    tool_response: "tool",
+    function_response: "tool",
+  };
+  for (const [name, role] of Object.entries(expected)) {
+    for (const written of [name, name.toUpperCase()]) {
+      const sharegpt = parseRecord(record([{ from: written, value: "x" }], "conversations"), 1);
+      assert.deepEqual(sharegpt.turns[0], { index: 0, role, name: written, text: "x" });
+      const openai = parseRecord(record([{ role: written, content: "x" }]), 1);
+      assert.deepEqual(openai.turns[0], { index: 0, role, name: written, text: "x" });
+    }
+  }
+});
+
+Deno.test("parseRecord() joins text parts and marks other parts", () => {
+  const conversation = parseRecord(
+    record([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "What is " },
+          { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+          { type: "text", text: " this?" },
+          { type: "input_audio", input_audio: { data: "", format: "wav" } },
+        ],
+      },
+      { role: "assistant", content: [] },
+    ]),
+    1,
+  );
+  assert.equal(conversation.turns[0].text, "What is [image_url] this?[input_audio]");
+  assert.equal(conversation.turns[1].text, "");
+});
+
+Deno.test("parseRecord() takes a top-level system string", () => {
+  const text = JSON.stringify({
+    system: "You are terse.",
+    conversations: [{ from: "human", value: "Hi" }, { from: "gpt", value: "Hi." }],
+  });
+  assert.equal(parseRecord(text, 1).system, "You are terse.");
+  const withNull = JSON.stringify({ system: null, messages: [{ role: "user", content: "x" }] });
+  assert.equal(parseRecord(withNull, 1).system, null);
+});
+
+Deno.test("parseRecord() uses the first of conversations and messages that is an array", () => {
+  const both = JSON.stringify({
+    conversations: "see messages",
+    messages: [{ role: "user", content: "x" }],
+  });
+  assert.equal(parseRecord(both, 1).listKey, "messages");
+  const first = JSON.stringify({
+    conversations: [{ from: "human", value: "x" }],
+    messages: [{ role: "user", content: "y" }],
+  });
+  assert.equal(parseRecord(first, 1).listKey, "conversations");
+});
+
+Deno.test("parseRecord() accepts odd turn orders and empty strings", () => {
+  const conversation = parseRecord(
+    record([
+      { from: "gpt", value: "Welcome!" },
+      { from: "gpt", value: "" },
+      { from: "human", value: "Thanks" },
+    ], "conversations"),
+    1,
+  );
+  assert.deepEqual(conversation.turns.map((turn) => turn.role), ["assistant", "assistant", "user"]);
+});
+
+Deno.test("parseRecord() keeps every field of the record untouched", () => {
+  const text =
+    '{"id":9,"conversations":[{"from":"human","value":"a","lang":"en"}],"meta":{"tags":["x"]}}';
+  const conversation = parseRecord(text, 1);
+  assert.deepEqual(conversation.record, JSON.parse(text));
+  assert.deepEqual(Object.keys(conversation.record), ["id", "conversations", "meta"]);
+});
+
+Deno.test("parseRecord() rejects text that is not a JSON object", () => {
+  assert.throws(() => parseRecord("{oops", 2), (error: unknown) => {
+    assert.ok(error instanceof RecordError);
+    assert.equal(error.line, 2);
+    assert.match(error.reason, /^not valid JSON: \S/);
+    return true;
+  });
+  assertRejects("[1]", "not a JSON object (found an array)");
+  assertRejects('"hi"', "not a JSON object (found a string)");
+  assertRejects("null", "not a JSON object (found null)");
+  assertRejects("42", "not a JSON object (found a number)");
+  assertRejects("true", "not a JSON object (found a boolean)");
+});
+
+Deno.test("parseRecord() rejects records without a turn list", () => {
+  const noList = 'no conversation: expected a "conversations" or "messages" array';
+  assertRejects('{"id":1}', noList);
+  assertRejects('{"text":"hello"}', noList);
+  assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
+  assertRejects('{"messages":{"role":"user"}}', '"messages" must be an array (found an object)');
+  assertRejects('{"conversations":null}', '"conversations" must be an array (found null)');
+  assertRejects('{"conversations":[]}', "conversation has no turns");
+});
+
+Deno.test("parseRecord() rejects a non-string system field", () => {
+  assertRejects(
+    '{"system":["a"],"messages":[{"role":"user","content":"x"}]}',
+    '"system" must be a string (found an array)',
+  );
+  assertRejects(
+    '{"system":1,"messages":[{"role":"user","content":"x"}]}',
+    '"system" must be a string (found a number)',
+  );
+});
+
+Deno.test("parseRecord() rejects turns of the wrong shape", () => {
+  const user = { role: "user", content: "x" };
+  assertRejects(record([user, user, "hi"]), "turn 3 is not an object (found a string)");
+  assertRejects(record([user, null]), "turn 2 is not an object (found null)");
+  assertRejects(
+    record([user, { speaker: "bot", text: "x" }]),
+    "turn 2 has neither {from, value} nor {role, content}",
+  );
+  assertRejects(
+    record([{ from: "human", value: "x" }, { from: "gpt", value: "y" }, user]),
+    "turn 3 mixes {role, content} with {from, value} turns",
+  );
+  assertRejects(
+    record([user, { from: "gpt", value: "y" }]),
+    "turn 2 mixes {from, value} with {role, content} turns",
+  );
+});
+
+Deno.test("parseRecord() rejects bad roles", () => {
+  assertRejects(
+    record([{ from: "human", value: "x" }, { from: "narrator", value: "y" }]),
+    'turn 2: unknown role "narrator"',
+  );
+  assertRejects(
+    record([{ role: 3, content: "x" }]),
+    'turn 1: "role" must be a string (found a number)',
+  );
+  assertRejects(
+    record([{ from: null, value: "x" }]),
+    'turn 1: "from" must be a string (found null)',
+  );
+});
+
+Deno.test("parseRecord() rejects bad ShareGPT values", () => {
+  const human = { from: "human", value: "x" };
+  assertRejects(
+    record([human, human, { from: "gpt", value: 7 }], "conversations"),
+    'turn 3: "value" must be a string (found a number)',
+  );
+  assertRejects(
+    record([{ from: "gpt", value: null }], "conversations"),
+    'turn 1: "value" must be a string (found null)',
+  );
+  assertRejects(record([{ from: "gpt" }], "conversations"), 'turn 1: "value" is missing');
+});
+
+Deno.test("parseRecord() rejects bad OpenAI content", () => {
+  const user = { role: "user", content: "x" };
+  assertRejects(
+    record([{ role: "user", content: null }]),
+    'turn 1: "content" may be null only on assistant turns',
+  );
+  assertRejects(
+    record([user, { role: "tool", content: null }]),
+    'turn 2: "content" may be null only on assistant turns',
+  );
+  assertRejects(record([{ role: "user" }]), 'turn 1: "content" is missing');
+  assertRejects(
+    record([user, { role: "assistant", content: { text: "y" } }]),
+    'turn 2: "content" must be a string, an array of parts or null (found an object)',
+  );
+  assertRejects(
+    record([{ role: "user", content: ["hi"] }]),
+    "turn 1: content part 1 is not an object (found a string)",
+  );
+  assertRejects(
+    record([{ role: "user", content: [{ type: "text", text: "a" }, { text: "b" }] }]),
+    'turn 1: content part 2: "type" must be a string (found nothing)',
+  );
+  assertRejects(
+    record([{ role: "user", content: [{ type: "text", text: 5 }] }]),
+    'turn 1: content part 1: "text" must be a string (found a number)',
+  );
+});
+
+Deno.test("composeAnswer() puts preface, thought, suffix and answer on their own lines", () => {
+  assert.equal(
+    composeAnswer(framing, "Recall the capital.", "Paris."),
+    "Thought Process:\nRecall the capital.\n\nAnswer:\nParis.",
+  );
+  assert.equal(composeAnswer({ preface: "<t>", suffix: "</t>" }, "x", "y"), "<t>\nx\n</t>\ny");
+});
+
+Deno.test("assembleRecord() with no thoughts returns JSON.stringify of the input", () => {
+  const text = '{ "b": 1, "a": [ 1.50, 2e3 ],\n "messages": [ {"role":"user","content":"x"} ] }';
+  const conversation = parseRecord(text, 1);
+  assert.equal(assembleRecord(conversation, new Map(), framing), JSON.stringify(JSON.parse(text)));
+});
+
+Deno.test("assembleRecord() adds thoughts and keeps key order and extra fields", () => {
+  const text = JSON.stringify({
+    id: "r-1",
+    source: "alpaca",
+    conversations: [
+      { from: "human", value: "2+2?", lang: "en" },
+      { from: "gpt", value: "4", weight: 1, meta: { score: 0.9 } },
+      { from: "human", value: "3+3?" },
+      { markup: "x", from: "gpt", value: "6", after: [1] },
+    ],
+    weight: 0.5,
+    nested: { deep: { list: [1, { a: null }] } },
+  });
+  const conversation = parseRecord(text, 1);
+  const out = assembleRecord(
+    conversation,
+    new Map([[1, "Add two and two."], [3, "Add."]]),
+    framing,
+  );
+  assert.equal(
+    out,
+    '{"id":"r-1","source":"alpaca","conversations":[' +
+      '{"from":"human","value":"2+2?","lang":"en"},' +
+      '{"from":"gpt","value":"Thought Process:\\nAdd two and two.\\n\\nAnswer:\\n4","weight":1,' +
+      '"meta":{"score":0.9}},' +
+      '{"from":"human","value":"3+3?"},' +
+      '{"markup":"x","from":"gpt","value":"Thought Process:\\nAdd.\\n\\nAnswer:\\n6","after":[1]}],' +
+      '"weight":0.5,"nested":{"deep":{"list":[1,{"a":null}]}}}',
+  );
+  assert.ok(!out.includes("\n"));
+});
+
+Deno.test("assembleRecord() writes OpenAI records back as OpenAI without adding a system turn", () => {
+  const text = JSON.stringify({
+    messages: [
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: "Hello", name: "bob" },
+    ],
+    id: 3,
+  });
+  const out = JSON.parse(assembleRecord(parseRecord(text, 1), new Map([[1, "Greet."]]), framing));
+  assert.deepEqual(out, {
+    messages: [
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: composeAnswer(framing, "Greet.", "Hello"), name: "bob" },
+    ],
+    id: 3,
+  });
+});
+
+Deno.test("assembleRecord() puts the thought in a new first part of array content", () => {
+  const parts = [
+    { type: "text", text: "Look: " },
+    { type: "image_url", image_url: { url: "https://example.com/a.png" } },
+    { type: "text", text: "a cat." },
+  ];
+  const text = record([{ role: "user", content: "What is it?" }, {
+    role: "assistant",
+    content: parts,
+  }]);
+  const out = JSON.parse(
+    assembleRecord(parseRecord(text, 1), new Map([[1, "Describe."]]), framing),
+  );
+  const content = out.messages[1].content;
+  assert.deepEqual(content.slice(1), parts);
+  assert.deepEqual(Object.keys(content[0]), ["type", "text"]);
+  assert.equal(content[0].type, "text");
+  const joined = content
+    .filter((part: { type: string }) => part.type === "text")
+    .map((part: { text: string }) => part.text)
+    .join("");
+  assert.equal(joined, composeAnswer(framing, "Describe.", "Look: a cat."));
+});
+
+Deno.test("assembleRecord() does not modify the parsed record", () => {
+  const text = JSON.stringify({
+    id: 1,
+    messages: [
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: "Hello" },
+      { role: "assistant", content: [{ type: "text", text: "More" }] },
+    ],
+  });
+  const conversation = parseRecord(text, 1);
+  const before = structuredClone(conversation.record);
+  const list = conversation.record.messages;
+  assembleRecord(conversation, new Map([[1, "a"], [2, "b"]]), framing);
+  assert.deepEqual(conversation.record, before);
+  assert.equal(conversation.record.messages, list);
+  assert.equal(JSON.stringify(conversation.record), text);
+});
+
+Deno.test("assembleRecord() refuses thoughts for missing turns or turns without text", () => {
+  const conversation = parseRecord(
+    record([{ role: "user", content: "Go" }, { role: "assistant", content: null }]),
+    4,
+  );
+  assert.throws(() => assembleRecord(conversation, new Map([[2, "x"]]), framing), RangeError);
+  assert.throws(() => assembleRecord(conversation, new Map([[-1, "x"]]), framing), RangeError);
+  assert.throws(
+    () => assembleRecord(conversation, new Map([[1, "x"]]), framing),
+    new TypeError("Cannot add a thought to turn 2 of record at line 4: it has no text"),
+  );
+});
