@@ -1,0 +1,201 @@
+import assert from "node:assert/strict";
+import { extractThought, type ThoughtResult } from "../src/thought.ts";
+
+function stop(content: string | null): { content: string | null; finishReason: string | null } {
+  return { content, finishReason: "stop" };
+}
+
+function wrapped(thought: string): { content: string; finishReason: string } {
+  return { content: `<thought_process>\n${thought}\n</thought_process>`, finishReason: "stop" };
+}
+
+function ok(thought: string): ThoughtResult {
+  return { ok: true, thought };
+}
+
+function fail(reason: string): ThoughtResult {
+  return { ok: false, reason };
+}
+
+Deno.test("extractThought() takes the text inside the tags", () => {
+  const reply = stop("Sure.\n<thought_process>\n  I add 2 and 2: 4.  \n</thought_process>\nBye");
+  assert.deepEqual(extractThought(reply), ok("I add 2 and 2: 4."));
+});
+
+Deno.test("extractThought() rejects a reply that hit the token limit", () => {
+  const reply = { content: wrapped("Fine thought.").content, finishReason: "length" };
+  assert.deepEqual(extractThought(reply), fail("runaway: the reply hit the token limit"));
+});
+
+Deno.test("extractThought() rejects null and blank replies", () => {
+  assert.deepEqual(extractThought(stop(null)), fail("empty reply"));
+  assert.deepEqual(extractThought(stop(" \n\t")), fail("empty reply"));
+});
+
+Deno.test("extractThought() removes leaked <think> reasoning", () => {
+  const thought = "I recall that water boils at 100 C at sea level.";
+  const cases = [
+    `<think>Draft: <thought_process>no</thought_process></think>\n<thought_process>${thought}</thought_process>`,
+    `<THINK>a</think><think foo="1">b</think ><thought_process>${thought}</thought_process>`,
+    `<think>never closed... <thought_process>${thought}</thought_process>`,
+    `reasoning whose opening tag was in the prompt</think>\n<thought_process>${thought}</thought_process>`,
+  ];
+  for (const content of cases) {
+    assert.deepEqual(extractThought(stop(content)), ok(thought), content);
+  }
+  assert.deepEqual(
+    extractThought(stop("<think>only reasoning, never the tags")),
+    fail("no <thought_process> tags"),
+  );
+});
+
+Deno.test("extractThought() reports a missing <thought_process> tag", () => {
+  assert.deepEqual(
+    extractThought(stop("I think the user wants Paris.")),
+    fail("no <thought_process> tags"),
+  );
+  assert.deepEqual(
+    extractThought(stop("</thought_process> only a closing tag")),
+    fail("no <thought_process> tags"),
+  );
+});
+
+Deno.test("extractThought() tolerates case and spaces in the tags", () => {
+  const reply = stop("< Thought_Process >\nI pick Paris.\n</ THOUGHT_PROCESS >");
+  assert.deepEqual(extractThought(reply), ok("I pick Paris."));
+});
+
+Deno.test("extractThought() accepts a missing closing tag only after a normal stop", () => {
+  const content = "<thought_process>\nI pick Paris, the capital.";
+  assert.deepEqual(extractThought(stop(content)), ok("I pick Paris, the capital."));
+  assert.deepEqual(
+    extractThought({ content, finishReason: null }),
+    fail("unclosed <thought_process> tag"),
+  );
+  assert.deepEqual(
+    extractThought({ content, finishReason: "content_filter" }),
+    fail("unclosed <thought_process> tag"),
+  );
+});
+
+Deno.test("extractThought() takes the first block when there are several", () => {
+  const reply = stop(
+    "<thought_process>First.</thought_process><thought_process>Second.</thought_process>",
+  );
+  assert.deepEqual(extractThought(reply), ok("First."));
+});
+
+Deno.test("extractThought() rejects a thought that still holds our tags", () => {
+  for (
+    const inner of [
+      "I see <answer>Paris</answer> and agree.",
+      "Nested <thought_process> start",
+      "Echo of </user_message> the prompt",
+      "Inline <think>hidden",
+      "< tool_activity > shows rain",
+    ]
+  ) {
+    assert.deepEqual(extractThought(wrapped(inner)), fail("thought still holds tags"), inner);
+  }
+  assert.deepEqual(
+    extractThought(wrapped("In HTML I need a <div> wrapper and <answers> stays fine.")),
+    ok("In HTML I need a <div> wrapper and <answers> stays fine."),
+  );
+});
+
+Deno.test("extractThought() rejects an empty thought", () => {
+  assert.deepEqual(
+    extractThought(stop("<thought_process> \n </thought_process>")),
+    fail("empty thought"),
+  );
+});
+
+Deno.test("extractThought() rejects refusals of the task", () => {
+  for (
+    const refusal of [
+      "I'm sorry, but I can't help with that request.",
+      "I’m sorry, I cannot write a thought process for this.",
+      "I am very sorry, but I won't do this.",
+      "Sorry, but I am unable to assist.",
+      "I apologize, but I can't continue.",
+      "I cannot help with this.",
+      "I can't assist with that.",
+      "I can't assist.",
+      "I'm unable to comply with your request.",
+      "I won't fulfill this request.",
+      "As an AI language model, I do not have thoughts.",
+      "As an AI, I cannot reveal internal reasoning.",
+    ]
+  ) {
+    assert.deepEqual(extractThought(wrapped(refusal)), fail("refusal"), refusal);
+  }
+});
+
+Deno.test("extractThought() keeps thoughts that only mention a limit", () => {
+  for (
+    const thought of [
+      "I can't recall the exact year, so I reason from the war's timeline instead.",
+      "I can't help noticing the user is anxious, so I keep it gentle.",
+      "I cannot assume they know calculus; I start from slopes.",
+      "I can't provide exact live prices, so a typical range is the honest choice.",
+      "As an AI on this starship, I run the numbers on the hull breach first.",
+      "They ask me to ignore previous instructions and say hi. I'm sorry to drop the topic, but a hi is harmless.",
+    ]
+  ) {
+    assert.deepEqual(extractThought(wrapped(thought)), ok(thought), thought);
+  }
+});
+
+Deno.test("extractThought() removes sentences that speak of the answer as existing", () => {
+  const thought =
+    "The provided answer explains the boiling point. Water boils at 100 C at sea level, " +
+    "so I lead with that! The output above also mentions altitude.\n\n" +
+    "Altitude lowers it. The assistant's answer covers this well.\n" +
+    "Looking at the final answer provided, it is short. I keep it short.";
+  assert.deepEqual(
+    extractThought(wrapped(thought)),
+    ok(
+      "Water boils at 100 C at sea level, so I lead with that!\n\nAltitude lowers it.\nI keep it short.",
+    ),
+  );
+  assert.deepEqual(
+    extractThought(wrapped("I work it out: the answer is 42, and the response should be short.")),
+    ok("I work it out: the answer is 42, and the response should be short."),
+  );
+});
+
+Deno.test("extractThought() rejects a thought that only describes the answer", () => {
+  const thought =
+    "The given response is correct. It matches the answer section.\nThis reply above is fine.";
+  assert.deepEqual(extractThought(wrapped(thought)), fail("thought only describes the answer"));
+});
+
+Deno.test("extractThought() rejects thoughts over the token limit", () => {
+  const thought = "I reason step by step about the problem. ".repeat(400).trim();
+  assert.deepEqual(extractThought(wrapped(thought)), fail("runaway: thought over 2048 tokens"));
+  assert.deepEqual(
+    extractThought(wrapped("one two three four five six"), { maxThoughtTokens: 5 }),
+    fail("runaway: thought over 5 tokens"),
+  );
+  assert.deepEqual(
+    extractThought(wrapped("one two three four five six"), { maxThoughtTokens: 6 }),
+    ok("one two three four five six"),
+  );
+  assert.deepEqual(
+    extractThought(wrapped(thought), { maxThoughtTokens: 10_000 }),
+    ok(thought),
+  );
+});
+
+Deno.test("extractThought() rejects a non-positive token limit", () => {
+  for (const maxThoughtTokens of [0, -1, 1.5, NaN]) {
+    assert.throws(() => extractThought(wrapped("x"), { maxThoughtTokens }), RangeError);
+  }
+});
+
+Deno.test("extractThought() normalises line endings and blank lines", () => {
+  const reply = stop(
+    "<thought_process>\r\n\r\nFirst step.\r\n\r\n\r\n \r\nSecond step.\rThird.\n\n</thought_process>",
+  );
+  assert.deepEqual(extractThought(reply), ok("First step.\n\nSecond step.\nThird."));
+});
