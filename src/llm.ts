@@ -1,0 +1,489 @@
+/**
+ * One chat-completion call to an OpenAI-compatible endpoint through the `openai` SDK, with a
+ * per-call deadline, abort, usage and errors classified for the caller's retry loop.
+ *
+ * Permissions: `--allow-net` to the endpoint, and `--allow-env` (at least
+ * `OPENAI_CUSTOM_HEADERS`, which the SDK constructor reads).
+ *
+ * @module
+ */
+
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  AuthenticationError,
+  InternalServerError,
+  NotFoundError,
+  OpenAI,
+  PermissionDeniedError,
+  RateLimitError,
+} from "openai";
+import type { ChatMessage, TokenUsage } from "./types.ts";
+
+/** How to reach the endpoint and what to ask of it. */
+export interface ChatClientOptions {
+  /** Base URL of the OpenAI-compatible API, ending in `/v1` for most servers. */
+  baseURL: string;
+  /**
+   * Bearer token; never shown in any error message. Local servers often need none: an empty
+   * string sends a placeholder token.
+   */
+  apiKey: string;
+  /**
+   * Where the key came from, named in the hint of 401/403 errors.
+   * @default {"OPENAI_API_KEY"}
+   */
+  apiKeyEnv?: string;
+  /** Model name sent with every request. */
+  model: string;
+  /**
+   * Sampling temperature.
+   * @default {undefined} the server's default
+   */
+  temperature?: number;
+  /**
+   * Cap on generated tokens, sent as `max_tokens` (understood by every compatible server).
+   * @default {undefined} the server's default
+   */
+  maxTokens?: number;
+  /**
+   * Nucleus sampling.
+   * @default {undefined} the server's default
+   */
+  topP?: number;
+  /** Deadline of one call in milliseconds, from sending the request to the end of the body. */
+  timeoutMs: number;
+  /**
+   * The `fetch` to use, for proxies or tests.
+   * @default {globalThis.fetch}
+   */
+  fetch?: typeof fetch;
+}
+
+/** What one successful call returned. */
+export interface ChatReply {
+  /** `choices[0].message.content`; reasoning fields (`reasoning`, `reasoning_content`) are ignored. */
+  content: string | null;
+  /** `choices[0].finish_reason`: `stop`, `length`... */
+  finishReason: string | null;
+  /** The server's token counts; `null` when it sent none. */
+  usage: TokenUsage | null;
+  /** Wall time of the call, headers and body. */
+  latencyMs: number;
+  /** The parsed response body, for the debug log. */
+  raw: unknown;
+}
+
+/** Per-call options of {@linkcode ChatClient.complete}. */
+export interface CompleteOptions {
+  /** Aborting it ends the call with an `aborted` {@linkcode LlmError}. */
+  signal?: AbortSignal;
+}
+
+/** Sends chat requests; one HTTP attempt per call. */
+export interface ChatClient {
+  /**
+   * Asks for one completion of `messages`.
+   *
+   * @throws {LlmError} on any failure, classified by `kind`.
+   */
+  complete(messages: readonly ChatMessage[], options?: CompleteOptions): Promise<ChatReply>;
+}
+
+/**
+ * What the caller should do about a failed call:
+ * - `transient`: retry later (timeouts, resets, 408/409/429/5xx, invalid or cut bodies);
+ * - `fatal`: stop the run, no request can succeed (401, 402, 403, 404: key, credit, model, URL);
+ * - `rejected`: give up on this request only (400, 413, 422, other 4xx: e.g. context too long);
+ * - `aborted`: the caller's signal fired.
+ */
+export type LlmErrorKind = "transient" | "fatal" | "rejected" | "aborted";
+
+/** Extra data of an {@linkcode LlmError}. */
+export interface LlmErrorOptions {
+  /** HTTP status, when the server answered. */
+  status?: number;
+  /** The server's `retry-after-ms` / `retry-after`, in milliseconds. */
+  retryAfterMs?: number;
+}
+
+/**
+ * A failed chat call. The message is one line and never contains the API key.
+ *
+ * @example Branching on the kind
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LlmError } from "./llm.ts";
+ *
+ * const error = new LlmError("transient", "upstream answered 429 Too Many Requests", {
+ *   status: 429,
+ *   retryAfterMs: 1000,
+ * });
+ * assert.equal(error.kind, "transient");
+ * assert.equal(error.retryAfterMs, 1000);
+ * ```
+ */
+export class LlmError extends Error {
+  /** What the caller should do about it. */
+  readonly kind: LlmErrorKind;
+  /** HTTP status, when the server answered. */
+  readonly status?: number;
+  /** How long the server asked us to wait before retrying. */
+  readonly retryAfterMs?: number;
+
+  /** Builds an error of `kind`; `message` must already be free of secrets. */
+  constructor(kind: LlmErrorKind, message: string, options: LlmErrorOptions = {}) {
+    super(message);
+    this.name = "LlmError";
+    this.kind = kind;
+    if (options.status !== undefined) this.status = options.status;
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+const DETAIL_MAX_CHARS = 300;
+const RETRY_AFTER_MAX_MS = 60_000;
+
+const REASON_PHRASES: Readonly<Record<number, string>> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  402: "Payment Required",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  413: "Content Too Large",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+/**
+ * Makes a client that sends one non-streaming chat request per {@linkcode ChatClient.complete}
+ * call. The SDK never retries (`maxRetries: 0`): the caller owns retries, so it can count them,
+ * honour `retryAfterMs` and also retry what the SDK would not (cut or invalid bodies).
+ *
+ * @param options Endpoint, model, sampling and deadline.
+ * @returns A client reusing one SDK instance for all its calls.
+ *
+ * @example Usage against the offline endpoint
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createChatClient } from "./llm.ts";
+ * import { startOfflineLlm } from "./offline_llm.ts";
+ *
+ * await using llm = await startOfflineLlm();
+ * const client = createChatClient({
+ *   baseURL: llm.url,
+ *   apiKey: "sk-test",
+ *   model: "offline",
+ *   timeoutMs: 5_000,
+ * });
+ * const reply = await client.complete([{ role: "user", content: "<user_message>Hi?</user_message>" }]);
+ * assert.equal(reply.finishReason, "stop");
+ * assert.match(reply.content ?? "", /^<thought_process>/);
+ * ```
+ */
+export function createChatClient(options: ChatClientOptions): ChatClient {
+  const { apiKey, timeoutMs } = options;
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(`Cannot create chat client: timeoutMs must be > 0, got ${timeoutMs}`);
+  }
+  const sdk = new OpenAI({
+    baseURL: options.baseURL,
+    apiKey: apiKey === "" ? "no-key" : apiKey,
+    // Explicit nulls keep the SDK from picking OpenAI-only settings out of the environment.
+    adminAPIKey: null,
+    organization: null,
+    project: null,
+    webhookSecret: null,
+    maxRetries: 0,
+    timeout: timeoutMs,
+    logLevel: "off",
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  const context: ErrorContext = {
+    apiKey,
+    apiKeyEnv: options.apiKeyEnv ?? "OPENAI_API_KEY",
+    origin: originOf(options.baseURL),
+    timeoutMs,
+  };
+  const request = {
+    model: options.model,
+    temperature: options.temperature,
+    max_tokens: options.maxTokens,
+    top_p: options.topP,
+  };
+
+  return {
+    async complete(messages, callOptions = {}) {
+      const callerSignal = callOptions.signal;
+      if (callerSignal?.aborted) throw abortedError();
+      // A fresh controller per call: the SDK's timeout stops at the headers, this one also
+      // covers the body, and the SDK's listener dies with it instead of piling up on the
+      // caller's long-lived signal.
+      const controller = new AbortController();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, timeoutMs);
+      const onCallerAbort = () => controller.abort();
+      callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+      const started = performance.now();
+      try {
+        const raw: unknown = await sdk.chat.completions.create(
+          { ...request, messages: [...messages] },
+          { signal: controller.signal },
+        );
+        return replyFrom(raw, Math.round(performance.now() - started), context);
+      } catch (error) {
+        if (callerSignal?.aborted) throw abortedError();
+        if (timedOut) throw timeoutError(context);
+        throw classify(error, context);
+      } finally {
+        clearTimeout(timer);
+        callerSignal?.removeEventListener("abort", onCallerAbort);
+      }
+    },
+  };
+}
+
+/** Options of {@linkcode retryDelay}. */
+export interface RetryDelayOptions {
+  /** The server's wait hint from {@linkcode LlmError.retryAfterMs}; wins over the backoff. */
+  retryAfterMs?: number;
+  /**
+   * Delay before the first retry, before jitter.
+   * @default {500}
+   */
+  baseMs?: number;
+  /**
+   * Ceiling of the exponential backoff.
+   * @default {30_000}
+   */
+  maxMs?: number;
+  /**
+   * Source of jitter in [0, 1).
+   * @default {Math.random}
+   */
+  random?: () => number;
+}
+
+/**
+ * How long to wait before retry number `attempt` (1 for the first retry).
+ *
+ * With `retryAfterMs` the wait is what the server asked, capped at 60 s, plus up to 10% so
+ * that workers told the same thing do not come back in lockstep (still capped at 60 s).
+ * Otherwise it is exponential backoff with *equal jitter*: the step `min(maxMs, baseMs * 2 **
+ * (attempt - 1))` is halved, one half always waited and the other randomised, so the delay lies
+ * in `[step / 2, step)`: spread out, yet never a near-zero hammering retry.
+ *
+ * @param attempt 1-based number of the retry about to happen.
+ * @param options Server hint, backoff bounds and the jitter source.
+ * @returns The delay in milliseconds.
+ * @throws {RangeError} when `attempt` is not an integer >= 1.
+ *
+ * @example Backoff bounds
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { retryDelay } from "./llm.ts";
+ *
+ * assert.equal(retryDelay(1, { random: () => 0 }), 250);
+ * assert.equal(retryDelay(3, { random: () => 0 }), 1_000);
+ * assert.equal(retryDelay(20, { random: () => 0 }), 15_000);
+ * assert.equal(retryDelay(1, { retryAfterMs: 1_000, random: () => 0 }), 1_000);
+ * ```
+ */
+export function retryDelay(attempt: number, options: RetryDelayOptions = {}): number {
+  if (!Number.isInteger(attempt) || attempt < 1) {
+    throw new RangeError(
+      `Cannot compute retry delay: attempt must be an integer >= 1, got ${attempt}`,
+    );
+  }
+  const { retryAfterMs, baseMs = 500, maxMs = 30_000, random = Math.random } = options;
+  if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
+    const asked = Math.min(retryAfterMs, RETRY_AFTER_MAX_MS);
+    return Math.min(RETRY_AFTER_MAX_MS, asked + asked * 0.1 * random());
+  }
+  const step = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
+  return step / 2 + (step / 2) * random();
+}
+
+interface ErrorContext {
+  readonly apiKey: string;
+  readonly apiKeyEnv: string;
+  readonly origin: string;
+  readonly timeoutMs: number;
+}
+
+function replyFrom(raw: unknown, latencyMs: number, context: ErrorContext): ChatReply {
+  if (!isRecord(raw)) {
+    const preview = typeof raw === "string" ? `: ${detailOf(raw, context)}` : "";
+    throw new LlmError("transient", `upstream answered 200 with a body that is not JSON${preview}`);
+  }
+  const choice = Array.isArray(raw.choices) ? raw.choices[0] : undefined;
+  if (!isRecord(choice) || !isRecord(choice.message)) {
+    throw new LlmError("transient", "upstream answered 200 without a choice message");
+  }
+  return {
+    content: contentOf(choice.message.content),
+    finishReason: typeof choice.finish_reason === "string" ? choice.finish_reason : null,
+    usage: usageOf(raw.usage),
+    latencyMs,
+    raw,
+  };
+}
+
+/** Plain string content, or the text parts of a content-parts array some servers send. */
+function contentOf(content: unknown): string | null {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return null;
+  let text = "";
+  for (const part of content) {
+    if (isRecord(part) && part.type === "text" && typeof part.text === "string") text += part.text;
+  }
+  return text;
+}
+
+function usageOf(usage: unknown): TokenUsage | null {
+  if (!isRecord(usage)) return null;
+  const { prompt_tokens: input, completion_tokens: output } = usage;
+  if (typeof input !== "number" || typeof output !== "number") return null;
+  return { inputTokens: input, outputTokens: output, estimated: false };
+}
+
+function classify(error: unknown, context: ErrorContext): LlmError {
+  if (error instanceof LlmError) return error;
+  if (error instanceof APIUserAbortError) return abortedError();
+  if (error instanceof APIConnectionTimeoutError) return timeoutError(context);
+  if (error instanceof APIConnectionError) {
+    return new LlmError(
+      "transient",
+      `upstream unreachable: ${connectionProblem(error, context)} at ${context.origin}`,
+    );
+  }
+  if (error instanceof APIError && error.status !== undefined) return statusError(error, context);
+  if (error instanceof SyntaxError) {
+    return new LlmError(
+      "transient",
+      `upstream answered invalid JSON: ${detailOf(error.message, context)}`,
+    );
+  }
+  if (error instanceof TypeError) {
+    // Deno's fetch fails a body read with a TypeError when the connection drops mid-body.
+    return new LlmError("transient", `upstream response cut: ${detailOf(error.message, context)}`);
+  }
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return new LlmError("transient", `upstream call failed: ${detailOf(text, context)}`);
+}
+
+function statusError(error: APIError, context: ErrorContext): LlmError {
+  const status = error.status as number;
+  const reason = REASON_PHRASES[status];
+  const detail = detailOf(serverMessage(error), context);
+  let message = `upstream answered ${status}${reason ? ` ${reason}` : ""}${
+    detail ? `: ${detail}` : ""
+  }`;
+  const retryAfterMs = retryAfterOf(error.headers);
+  const data = retryAfterMs === undefined ? { status } : { status, retryAfterMs };
+  if (
+    error instanceof RateLimitError || error instanceof InternalServerError || status === 408 ||
+    status === 409
+  ) {
+    return new LlmError("transient", message, data);
+  }
+  if (error instanceof AuthenticationError || error instanceof PermissionDeniedError) {
+    message += `; check the API key (env var ${context.apiKeyEnv})`;
+    return new LlmError("fatal", message, data);
+  }
+  if (error instanceof NotFoundError) {
+    message += `; check the model name and the base URL ${context.origin}`;
+    return new LlmError("fatal", message, data);
+  }
+  if (status === 402) {
+    // Out of credit: every further request would fail the same way.
+    return new LlmError("fatal", message, data);
+  }
+  return new LlmError("rejected", message, data);
+}
+
+/** The server's own words: `error.message` of its JSON body, or the raw body text. */
+function serverMessage(error: APIError): string {
+  const body = error.error;
+  if (isRecord(body) && typeof body.message === "string") return body.message;
+  if (body !== undefined && body !== null) return JSON.stringify(body);
+  const prefix = `${error.status} `;
+  const text = error.message.startsWith(prefix)
+    ? error.message.slice(prefix.length)
+    : error.message;
+  return text === "status code (no body)" ? "" : text;
+}
+
+function connectionProblem(error: APIConnectionError, context: ErrorContext): string {
+  let text = "";
+  let current: unknown = error.cause;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    text += ` ${current.message}`;
+    current = current.cause;
+  }
+  if (/refused/i.test(text)) return "connection refused";
+  if (/reset|broken pipe|connection closed/i.test(text)) return "connection reset";
+  if (/dns|lookup|name resolution|not known|no such host/i.test(text)) return "host not found";
+  if (/timed? ?out/i.test(text)) return "connection timed out";
+  if (/certificate|tls|ssl/i.test(text)) return "TLS failure";
+  return detailOf(text, context) || "connection failed";
+}
+
+/** Milliseconds from `retry-after-ms`, else `retry-after` (seconds or an HTTP date). */
+function retryAfterOf(headers: Headers | undefined): number | undefined {
+  const millis = headers?.get("retry-after-ms");
+  if (millis) {
+    const value = Number(millis);
+    if (Number.isFinite(value) && value >= 0) return value;
+  }
+  const after = headers?.get("retry-after");
+  if (!after) return undefined;
+  const seconds = Number(after);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const date = Date.parse(after);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** One line, secrets masked, cut to {@linkcode DETAIL_MAX_CHARS}. */
+function detailOf(text: string, context: ErrorContext): string {
+  let line = text;
+  if (context.apiKey !== "") line = line.replaceAll(context.apiKey, "***");
+  line = line.replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, "$1 ***").replace(/\s+/g, " ").trim();
+  return line.length > DETAIL_MAX_CHARS ? `${line.slice(0, DETAIL_MAX_CHARS)}…` : line;
+}
+
+function abortedError(): LlmError {
+  return new LlmError("aborted", "request aborted by the caller");
+}
+
+function timeoutError(context: ErrorContext): LlmError {
+  return new LlmError(
+    "transient",
+    `upstream timed out after ${context.timeoutMs} ms at ${context.origin}`,
+  );
+}
+
+/** The URL's origin only: a base URL may carry credentials in its user info or query. */
+function originOf(baseURL: string): string {
+  try {
+    return new URL(baseURL).origin;
+  } catch {
+    return "(invalid base URL)";
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,527 @@
+/**
+ * A built-in, offline OpenAI-compatible endpoint: answers every chat request with a
+ * deterministic, clearly templated thought, so the demo, tests and benches run without a model.
+ *
+ * Permissions: `--allow-net` for the address it binds (127.0.0.1 by default).
+ *
+ * @module
+ */
+
+/** One message of a request, as checked by the server. */
+export interface ChatRequestMessage {
+  readonly role: string;
+  readonly content: string | null;
+}
+
+/** A parsed `POST /v1/chat/completions` body; fields other than these stay as sent. */
+export interface ChatRequestBody {
+  readonly model: string;
+  readonly messages: readonly ChatRequestMessage[];
+  readonly [field: string]: unknown;
+}
+
+/**
+ * Overrides the reply to one chat request; returning `undefined` falls back to the default.
+ *
+ * @param body The checked request body.
+ * @param n 1-based number of this chat request since the server started.
+ * @param signal Aborts when the client leaves before the reply's body is done, or when the
+ *   server closes. A hook that waits before returning sees only the close: Deno reports a
+ *   client that leaves to a pending response body, so return a Response at once and wait in
+ *   its body stream.
+ * @param headers The request headers.
+ */
+export type RespondHook = (
+  body: ChatRequestBody,
+  n: number,
+  signal: AbortSignal,
+  headers: Headers,
+) => Response | undefined | Promise<Response | undefined>;
+
+/** Options of {@linkcode startOfflineLlm}. */
+export interface OfflineLlmOptions {
+  /**
+   * Interface to bind.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * Port to bind; 0 picks a free one.
+   * @default {0}
+   */
+  port?: number;
+  /**
+   * Delay before each chat reply's body; the status and headers go out at once, so a client
+   * that gives up is seen at once (see {@linkcode OfflineLlmStats.aborted}).
+   * @default {0}
+   */
+  latencyMs?: number;
+  /**
+   * Replaces the reply to some requests (fault injection, canned answers).
+   * @default {undefined} always the default reply
+   */
+  respond?: RespondHook;
+}
+
+/** Live counters of chat requests. */
+export interface OfflineLlmStats {
+  /** Chat requests received. */
+  readonly requests: number;
+  /** Chat requests whose reply body is not done yet. */
+  readonly inFlight: number;
+  /** Highest `inFlight` seen. */
+  readonly maxInFlight: number;
+  /**
+   * Chat requests whose client went away before the reply's body was done. Counted when the
+   * server waits (latency or a `respond` hook); the immediate default reply cannot be aborted.
+   */
+  readonly aborted: number;
+}
+
+/** A running offline endpoint. */
+export interface OfflineLlm extends AsyncDisposable {
+  /** Base URL ending in `/v1`, e.g. `http://127.0.0.1:41234/v1`. */
+  readonly url: string;
+  /** Counters, updated live. */
+  readonly stats: OfflineLlmStats;
+  /** Ends pending replies and stops listening. */
+  close(): Promise<void>;
+}
+
+/** The one model `GET /v1/models` lists; chat replies echo the requested model. */
+const OFFLINE_MODEL = "cotfit-offline";
+
+const JSON_HEADERS = { "content-type": "application/json" } as const;
+
+/**
+ * Starts the offline endpoint on `hostname:port`. It serves `POST /v1/chat/completions` (the
+ * OpenAI response shape, usage estimated at 4 characters a token) and `GET /v1/models`; any
+ * other path gets a 404 JSON error.
+ *
+ * @param options Address, latency and an optional reply override.
+ * @returns The running server; close it (or `await using` it) when done.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startOfflineLlm } from "./offline_llm.ts";
+ *
+ * await using llm = await startOfflineLlm();
+ * const response = await fetch(`${llm.url}/chat/completions`, {
+ *   method: "POST",
+ *   body: JSON.stringify({
+ *     model: "m",
+ *     messages: [{ role: "user", content: "<user_message>Why is the sky blue?</user_message>" }],
+ *   }),
+ * });
+ * const body = await response.json();
+ * assert.equal(body.choices[0].finish_reason, "stop");
+ * assert.match(body.choices[0].message.content, /Why is the sky blue\?/);
+ * assert.equal(llm.stats.requests, 1);
+ * ```
+ */
+export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<OfflineLlm> {
+  const { hostname = "127.0.0.1", port = 0, latencyMs = 0, respond } = options;
+  if (!(latencyMs >= 0) || !Number.isFinite(latencyMs)) {
+    return Promise.reject(
+      new RangeError(`Cannot start offline LLM: latencyMs must be >= 0, got ${latencyMs}`),
+    );
+  }
+  const stats = { requests: 0, inFlight: 0, maxInFlight: 0, aborted: 0 };
+  // Signals of the replies still in flight, aborted all at once by close().
+  const live = new Set<AbortController>();
+  let closed = false;
+
+  async function chat(request: Request): Promise<Response> {
+    const n = ++stats.requests;
+    if (++stats.inFlight > stats.maxInFlight) stats.maxInFlight = stats.inFlight;
+    let parsed: unknown;
+    try {
+      parsed = await request.json();
+    } catch {
+      stats.inFlight--;
+      return errorResponse(400, "Cannot parse request body: not JSON", "invalid_request_error");
+    }
+    const body = chatRequestBody(parsed);
+    if (typeof body === "string" || (latencyMs === 0 && respond === undefined)) {
+      // The bench path: nothing waits, so nothing needs tracking.
+      stats.inFlight--;
+      return typeof body === "string"
+        ? errorResponse(400, body, "invalid_request_error")
+        : defaultReply(body, n);
+    }
+    const reply = new AbortController();
+    live.add(reply);
+    if (closed) reply.abort();
+    const end = (cancelled: boolean) => {
+      stats.inFlight--;
+      live.delete(reply);
+      if (cancelled) {
+        stats.aborted++;
+        reply.abort();
+      }
+    };
+    let custom: Response | undefined;
+    try {
+      custom = await respond?.(body, n, reply.signal, request.headers);
+    } catch (error) {
+      end(false);
+      throw error;
+    }
+    return delayedBody(custom ?? defaultReply(body, n), latencyMs, reply.signal, end);
+  }
+
+  function handle(request: Request): Response | Promise<Response> {
+    const { pathname } = new URL(request.url);
+    if (pathname === "/v1/chat/completions") {
+      return request.method === "POST" ? chat(request) : methodNotAllowed(request, "POST");
+    }
+    if (pathname === "/v1/models") {
+      return request.method === "GET" ? modelsResponse() : methodNotAllowed(request, "GET");
+    }
+    return errorResponse(404, `Unknown path ${pathname}`, "invalid_request_error");
+  }
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ hostname, port, onListen() {} }, handle);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  const url = `http://${server.addr.hostname}:${server.addr.port}/v1`;
+  async function close(): Promise<void> {
+    closed = true;
+    for (const reply of live) reply.abort();
+    await server.shutdown();
+  }
+  return Promise.resolve({ url, stats, close, [Symbol.asyncDispose]: close });
+}
+
+/**
+ * The default reply to a chat request: a first-person thought, 3 or 4 sentences, wrapped in
+ * `<thought_process>` tags. It is built from the request's data sections (`<system_prompt>`,
+ * `<history>`, `<user_message>`, `<tool_activity>`, `<answer>`; the whole text when they are
+ * absent): it quotes the start of the user's message and describes the answer's shape (length,
+ * code, list, steps) without ever quoting the answer. Same input, same thought.
+ *
+ * @param prompt The last user message of a request.
+ * @returns The thought, tags included.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { offlineThought } from "./offline_llm.ts";
+ *
+ * const prompt = "<user_message>How do I list files? Thanks.</user_message>\n" +
+ *   "<answer>Run `ls -la` in the folder.</answer>";
+ * const thought = offlineThought(prompt);
+ * assert.match(thought, /^<thought_process>\n[^]*\n<\/thought_process>$/);
+ * assert.match(thought, /How do I list files\?/);
+ * assert.ok(!thought.includes("ls -la"));
+ * assert.equal(offlineThought(prompt), thought);
+ * ```
+ */
+export function offlineThought(prompt: string): string {
+  const question = section(prompt, "user_message", false) ?? prompt;
+  const answer = section(prompt, "answer", true) ?? "";
+  const sentences: string[] = [];
+
+  const opening = firstSentence(question);
+  sentences.push(
+    opening === ""
+      ? "The user gives me no explicit question, so I work from the context around it."
+      : `The user asks: "${opening}".`,
+  );
+
+  if (hasContent(section(prompt, "tool_activity", false))) {
+    sentences.push("I have tool results to draw on, so I ground my reply in what they returned.");
+  } else if (hasContent(section(prompt, "history", false))) {
+    sentences.push("This continues an earlier exchange, so I keep that context in mind.");
+  } else if (hasContent(section(prompt, "system_prompt", false))) {
+    sentences.push("I keep the system prompt's instructions in view while I answer.");
+  }
+
+  const hasCode = answer.includes("```") || answer.includes("<code>");
+  const hasSteps = /^[ \t]*(?:\d+[.)]|step \d)/im.test(answer);
+  const hasList = !hasSteps && /^[ \t]*[-*•] /m.test(answer);
+  // Six characters a word: close enough to describe the size, and free for a long answer.
+  const words = Math.ceil(answer.length / 6);
+  const size = words < 60 ? "short" : words < 250 ? "of medium length" : "long";
+  const shape = hasCode
+    ? ", with a code example"
+    : hasSteps
+    ? ", laid out as numbered steps"
+    : hasList
+    ? ", organised as a list"
+    : "";
+  if (words > 0) sentences.push(`My reply should be ${size}, roughly ${words} words${shape}.`);
+
+  sentences.push(approach(hasCode, hasSteps, hasList, hash(opening) + words));
+  return `<thought_process>\n${sentences.join(" ")}\n</thought_process>`;
+}
+
+/** Options of {@linkcode completionResponse}. */
+export interface CompletionOptions {
+  /** Echoed as `model`. */
+  model: string;
+  /** `choices[0].message.content`. */
+  content: string;
+  /**
+   * `choices[0].finish_reason`.
+   * @default {"stop"}
+   */
+  finishReason?: string;
+  /**
+   * Characters of the prompt, for the estimated `usage.prompt_tokens`.
+   * @default {0}
+   */
+  promptChars?: number;
+  /**
+   * Number making the `id` unique.
+   * @default {0}
+   */
+  n?: number;
+}
+
+/**
+ * A 200 chat-completion response in OpenAI's shape; usage is estimated at 4 characters a token.
+ *
+ * @param options Content and metadata of the reply.
+ * @returns The response.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { completionResponse } from "./offline_llm.ts";
+ *
+ * const response = completionResponse({ model: "m", content: "hi", finishReason: "length" });
+ * const body = await response.json();
+ * assert.equal(body.choices[0].message.content, "hi");
+ * assert.equal(body.choices[0].finish_reason, "length");
+ * ```
+ */
+export function completionResponse(options: CompletionOptions): Response {
+  const { model, content, finishReason = "stop", promptChars = 0, n = 0 } = options;
+  const promptTokens = Math.ceil(promptChars / 4);
+  const completionTokens = Math.ceil(content.length / 4);
+  const body = JSON.stringify({
+    id: `chatcmpl-offline-${n}`,
+    object: "chat.completion",
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: [{
+      index: 0,
+      message: { role: "assistant", content },
+      finish_reason: finishReason,
+    }],
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    },
+  });
+  return new Response(body, { headers: JSON_HEADERS });
+}
+
+/**
+ * An error response in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+ *
+ * @param status HTTP status.
+ * @param message What went wrong.
+ * @param type OpenAI's error type, e.g. `invalid_request_error`, `server_error`.
+ * @param headers Extra headers, e.g. `retry-after`.
+ * @returns The response.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { errorResponse } from "./offline_llm.ts";
+ *
+ * const response = errorResponse(429, "Slow down", "rate_limit_error", { "retry-after": "1" });
+ * assert.equal(response.status, 429);
+ * assert.equal((await response.json()).error.message, "Slow down");
+ * ```
+ */
+export function errorResponse(
+  status: number,
+  message: string,
+  type: string,
+  headers: Record<string, string> = {},
+): Response {
+  const body = JSON.stringify({ error: { message, type, param: null, code: null } });
+  return new Response(body, { status, headers: { ...JSON_HEADERS, ...headers } });
+}
+
+function defaultReply(body: ChatRequestBody, n: number): Response {
+  let promptChars = 0;
+  for (const message of body.messages) promptChars += message.content?.length ?? 0;
+  return completionResponse({
+    model: body.model,
+    content: offlineThought(lastUserText(body.messages)),
+    promptChars,
+    n,
+  });
+}
+
+function lastUserText(messages: readonly ChatRequestMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const { role, content } = messages[i];
+    if (role === "user" && content !== null) return content;
+  }
+  return messages.at(-1)?.content ?? "";
+}
+
+/** Checks the parsed body; returns it typed, or why it is not a chat request. */
+function chatRequestBody(parsed: unknown): ChatRequestBody | string {
+  if (!isRecord(parsed)) return "Cannot read request: the body is not a JSON object";
+  const messages: unknown = parsed.messages;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    return "Cannot read request: 'messages' must be a non-empty array";
+  }
+  for (const message of messages as unknown[]) {
+    if (
+      !isRecord(message) || typeof message.role !== "string" ||
+      (typeof message.content !== "string" && message.content !== null)
+    ) {
+      return "Cannot read request: each message needs a string 'role' and a string 'content'";
+    }
+  }
+  if (typeof parsed.model !== "string") return "Cannot read request: 'model' must be a string";
+  return parsed as ChatRequestBody;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function modelsResponse(): Response {
+  const body = JSON.stringify({
+    object: "list",
+    data: [{ id: OFFLINE_MODEL, object: "model", created: 0, owned_by: "cotfit" }],
+  });
+  return new Response(body, { headers: JSON_HEADERS });
+}
+
+function methodNotAllowed(request: Request, allowed: string): Response {
+  return errorResponse(405, `Method ${request.method} not allowed`, "invalid_request_error", {
+    allow: allowed,
+  });
+}
+
+/**
+ * `response` with its body held back `delayMs` (less if `signal` aborts first). `onEnd` learns
+ * when the body is done or the client left (`cancelled`). Waiting in the body, after the
+ * headers, is what makes a client that leaves visible: Deno reports a disconnect to a pending
+ * response body, but not always to `request.signal` while the handler still works on a request
+ * whose body was larger than a few hundred bytes.
+ */
+function delayedBody(
+  response: Response,
+  delayMs: number,
+  signal: AbortSignal,
+  onEnd: (cancelled: boolean) => void,
+): Response {
+  const reader = response.body?.getReader();
+  let ended = false;
+  const end = (cancelled: boolean) => {
+    if (ended) return;
+    ended = true;
+    onEnd(cancelled);
+  };
+  const waited = delayMs > 0 ? delay(delayMs, signal) : undefined;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        if (waited) await waited;
+        const chunk = ended || !reader ? undefined : await reader.read();
+        if (ended) return;
+        if (!chunk || chunk.done) {
+          controller.close();
+          end(false);
+        } else {
+          controller.enqueue(chunk.value);
+        }
+      } catch (error) {
+        end(false);
+        throw error;
+      }
+    },
+    cancel(reason) {
+      end(true);
+      return reader?.cancel(reason);
+    },
+  });
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * The text inside `<tag>...</tag>`, or `null` when the tag is absent. `last` takes the last
+ * closing tag, for a section (the answer) whose own text may contain the closing tag.
+ */
+function section(text: string, tag: string, last: boolean): string | null {
+  const open = `<${tag}>`;
+  const start = text.indexOf(open);
+  if (start === -1) return null;
+  const from = start + open.length;
+  const end = last ? text.lastIndexOf(`</${tag}>`) : text.indexOf(`</${tag}>`, from);
+  return end < from ? text.slice(from) : text.slice(from, end);
+}
+
+function hasContent(text: string | null): boolean {
+  return text !== null && text.trim() !== "";
+}
+
+const OPENING_MAX_CHARS = 120;
+
+/** The first sentence, on one line, cut, without angle brackets that could fake a tag. */
+function firstSentence(text: string): string {
+  const head = text.slice(0, OPENING_MAX_CHARS * 2).replace(/[<>]/g, "").replace(/\s+/g, " ")
+    .trim();
+  const end = head.search(/[.?!](?:\s|$)/);
+  const sentence = end === -1 ? head : head.slice(0, end + 1);
+  return sentence.length > OPENING_MAX_CHARS
+    ? `${sentence.slice(0, OPENING_MAX_CHARS).trimEnd()}…`
+    : sentence;
+}
+
+const PLAIN_APPROACHES = [
+  "I will answer directly first, then add the detail that supports it.",
+  "I will start from what the user needs and give a clear, focused answer.",
+  "I will settle the core question plainly, then mention the one caveat that matters.",
+] as const;
+
+function approach(hasCode: boolean, hasSteps: boolean, hasList: boolean, seed: number): string {
+  if (hasCode) {
+    return "I will explain the idea briefly, then show the code and point out its key lines.";
+  }
+  if (hasSteps) return "I will walk through the steps in order and keep each one concrete.";
+  if (hasList) return "I will group the points into a clear list and keep each item short.";
+  return PLAIN_APPROACHES[seed % PLAIN_APPROACHES.length];
+}
+
+/** FNV-1a: a cheap, stable pick among the phrasings. */
+function hash(text: string): number {
+  let value = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    value = Math.imul(value ^ text.charCodeAt(i), 0x01000193);
+  }
+  return value >>> 0;
+}

@@ -1,0 +1,438 @@
+import assert from "node:assert/strict";
+import { type ChatClientOptions, createChatClient, LlmError, retryDelay } from "../src/llm.ts";
+import {
+  type ChatRequestBody,
+  errorResponse,
+  type RespondHook,
+  startOfflineLlm,
+} from "../src/offline_llm.ts";
+import { type FaultKind, startFakeOpenAI } from "./fake_openai.ts";
+import type { ChatMessage } from "../src/types.ts";
+
+const API_KEY = "sk-test-5ecret-k3y-0123456789";
+const MESSAGES: readonly ChatMessage[] = [
+  { role: "system", content: "You write thought processes." },
+  { role: "user", content: "<user_message>What is 2 + 2?</user_message>\n<answer>4</answer>" },
+];
+
+function clientFor(url: string, options: Partial<ChatClientOptions> = {}) {
+  return createChatClient({
+    baseURL: url,
+    apiKey: API_KEY,
+    model: "test-model",
+    timeoutMs: 5_000,
+    ...options,
+  });
+}
+
+/** The LlmError a call fails with; fails the test if it succeeds or throws anything else. */
+async function failure(promise: Promise<unknown>): Promise<LlmError> {
+  const error = await promise.then(
+    () => assert.fail("expected the call to fail"),
+    (error: unknown) => error,
+  );
+  assert.ok(error instanceof LlmError, `expected an LlmError, got ${String(error)}`);
+  return error;
+}
+
+/** Asserts the key shows nowhere a user or a log could see it. */
+function assertNoKey(error: LlmError): void {
+  for (const text of [error.message, String(error), Deno.inspect(error), error.stack ?? ""]) {
+    assert.ok(!text.includes(API_KEY), `the API key leaked: ${text}`);
+  }
+}
+
+async function until(check: () => boolean, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function replyWith(respond: RespondHook) {
+  return startOfflineLlm({ respond });
+}
+
+Deno.test("complete() returns content, finish reason and usage", async () => {
+  await using llm = await startOfflineLlm();
+  const reply = await clientFor(llm.url).complete(MESSAGES);
+
+  assert.match(
+    reply.content ?? "",
+    /^<thought_process>\n[^]+What is 2 \+ 2\?[^]+\n<\/thought_process>$/,
+  );
+  assert.equal(reply.finishReason, "stop");
+  assert.ok(reply.usage && reply.usage.inputTokens > 0 && reply.usage.outputTokens > 0);
+  assert.equal(reply.usage.estimated, false);
+  assert.ok(reply.latencyMs >= 0);
+  assert.equal((reply.raw as { object: string }).object, "chat.completion");
+});
+
+Deno.test("complete() sends the model, sampling options, messages and key", async () => {
+  const seen: { body?: ChatRequestBody; auth?: string | null } = {};
+  await using llm = await replyWith((body, _n, _signal, headers) => {
+    seen.body = body;
+    seen.auth = headers.get("authorization");
+    return undefined;
+  });
+  const client = clientFor(llm.url, { temperature: 0.3, maxTokens: 512, topP: 0.9 });
+  await client.complete(MESSAGES);
+
+  assert.equal(seen.auth, `Bearer ${API_KEY}`);
+  assert.equal(seen.body?.model, "test-model");
+  assert.equal(seen.body?.temperature, 0.3);
+  assert.equal(seen.body?.max_tokens, 512);
+  assert.equal(seen.body?.top_p, 0.9);
+  assert.equal(seen.body?.stream, undefined);
+  assert.deepEqual(seen.body?.messages, MESSAGES);
+});
+
+Deno.test("complete() omits sampling options left unset", async () => {
+  let body: ChatRequestBody | undefined;
+  await using llm = await replyWith((request) => {
+    body = request;
+    return undefined;
+  });
+  await clientFor(llm.url).complete(MESSAGES);
+
+  assert.ok(body);
+  assert.ok(!("temperature" in body) && !("max_tokens" in body) && !("top_p" in body));
+});
+
+Deno.test("complete() returns usage null when the server sends none", async () => {
+  await using llm = await replyWith(() =>
+    Response.json({
+      id: "x",
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+    })
+  );
+  const reply = await clientFor(llm.url).complete(MESSAGES);
+
+  assert.equal(reply.content, "ok");
+  assert.equal(reply.usage, null);
+});
+
+Deno.test("complete() ignores provider reasoning fields", async () => {
+  await using llm = await replyWith(() =>
+    Response.json({
+      choices: [{
+        index: 0,
+        message: {
+          role: "assistant",
+          content: "the answer",
+          reasoning: "hidden chain",
+          reasoning_content: "more hidden chain",
+        },
+        finish_reason: "stop",
+      }],
+    })
+  );
+  const reply = await clientFor(llm.url).complete(MESSAGES);
+
+  assert.equal(reply.content, "the answer");
+});
+
+Deno.test("complete() returns null content and finish reason when the server sends none", async () => {
+  await using llm = await replyWith(() =>
+    Response.json({ choices: [{ index: 0, message: { role: "assistant", content: null } }] })
+  );
+  const reply = await clientFor(llm.url).complete(MESSAGES);
+
+  assert.equal(reply.content, null);
+  assert.equal(reply.finishReason, null);
+});
+
+Deno.test("complete() classifies each injected fault", async (t) => {
+  const cases: [FaultKind, LlmError["kind"], number | undefined, RegExp][] = [
+    ["rate_limit", "transient", 429, /^upstream answered 429 Too Many Requests: Rate limit/],
+    ["server_error", "transient", 500, /^upstream answered 500 Internal Server Error: /],
+    ["unavailable", "transient", 503, /^upstream answered 503 Service Unavailable: /],
+    ["reset", "transient", undefined, /^upstream response cut: /],
+    ["invalid_json", "transient", undefined, /^upstream answered invalid JSON: /],
+    ["unauthorized", "fatal", 401, /check the API key \(env var OPENAI_API_KEY\)$/],
+  ];
+  for (const [fault, kind, status, message] of cases) {
+    await t.step(fault, async () => {
+      await using fake = await startFakeOpenAI({ script: () => fault });
+      const error = await failure(clientFor(fake.url).complete(MESSAGES));
+
+      assert.equal(error.kind, kind);
+      assert.equal(error.status, status);
+      assert.match(error.message, message);
+      assert.equal(error.name, "LlmError");
+      assertNoKey(error);
+    });
+  }
+});
+
+Deno.test("complete() reads retry-after: 1 of a 429 as 1000 ms", async () => {
+  await using fake = await startFakeOpenAI({ script: () => "rate_limit" });
+  const error = await failure(clientFor(fake.url).complete(MESSAGES));
+
+  assert.equal(error.retryAfterMs, 1000);
+});
+
+Deno.test("complete() prefers retry-after-ms and reads retry-after dates", async () => {
+  const headers: Record<string, string>[] = [
+    { "retry-after-ms": "250", "retry-after": "9" },
+    { "retry-after": new Date(Date.now() + 30_000).toUTCString() },
+    { "retry-after": "soon" },
+  ];
+  await using llm = await replyWith((_body, n) =>
+    errorResponse(503, "busy", "server_error", headers[n - 1])
+  );
+  const client = clientFor(llm.url);
+
+  assert.equal((await failure(client.complete(MESSAGES))).retryAfterMs, 250);
+  const fromDate = (await failure(client.complete(MESSAGES))).retryAfterMs ?? 0;
+  assert.ok(fromDate > 25_000 && fromDate <= 30_000, `got ${fromDate}`);
+  assert.equal((await failure(client.complete(MESSAGES))).retryAfterMs, undefined);
+});
+
+Deno.test("complete() classifies HTTP statuses", async (t) => {
+  const cases: [number, LlmError["kind"]][] = [
+    [400, "rejected"],
+    [413, "rejected"],
+    [422, "rejected"],
+    [418, "rejected"],
+    [408, "transient"],
+    [409, "transient"],
+    [502, "transient"],
+    [401, "fatal"],
+    [402, "fatal"],
+    [403, "fatal"],
+    [404, "fatal"],
+  ];
+  for (const [status, kind] of cases) {
+    await t.step(`${status} is ${kind}`, async () => {
+      await using llm = await replyWith(() =>
+        errorResponse(status, "This model's maximum context length is 8192 tokens", "error")
+      );
+      const error = await failure(clientFor(llm.url).complete(MESSAGES));
+
+      assert.equal(error.kind, kind);
+      assert.equal(error.status, status);
+      assert.match(error.message, new RegExp(`^upstream answered ${status}\\b.*maximum context`));
+    });
+  }
+});
+
+Deno.test("complete() is fatal with a hint when the base URL is wrong", async () => {
+  await using llm = await startOfflineLlm();
+  const error = await failure(clientFor(llm.url.replace(/\/v1$/, "/v2")).complete(MESSAGES));
+
+  assert.equal(error.kind, "fatal");
+  assert.equal(error.status, 404);
+  assert.match(
+    error.message,
+    /^upstream answered 404 Not Found: Unknown path \/v2\/chat\/completions/,
+  );
+  assert.match(error.message, /check the model name and the base URL http:\/\/127\.0\.0\.1:\d+$/);
+});
+
+Deno.test("complete() times out a request whose headers never come", async () => {
+  // The hook holds the request until the server closes: the SDK's own header timeout path.
+  await using llm = await replyWith((_body, _n, signal) =>
+    new Promise((resolve) => signal.addEventListener("abort", () => resolve(undefined)))
+  );
+  const started = Date.now();
+  const error = await failure(clientFor(llm.url, { timeoutMs: 200 }).complete(MESSAGES));
+
+  assert.equal(error.kind, "transient");
+  assert.match(error.message, /^upstream timed out after 200 ms at http:\/\/127\.0\.0\.1:\d+$/);
+  assert.ok(Date.now() - started < 2_000);
+});
+
+Deno.test("complete() times out a hung reply and the server sees it go", async () => {
+  await using fake = await startFakeOpenAI({ script: () => "hang" });
+  const error = await failure(clientFor(fake.url, { timeoutMs: 200 }).complete(MESSAGES));
+
+  assert.equal(error.kind, "transient");
+  assert.match(error.message, /^upstream timed out after 200 ms/);
+  await until(() => fake.stats.inFlight === 0);
+  assert.equal(fake.stats.aborted, 1);
+});
+
+Deno.test("complete() times out a body that stalls after the headers", async () => {
+  await using llm = await replyWith((_body, _n, signal) => {
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"choices": ['));
+        signal.addEventListener("abort", () => controller.close(), { once: true });
+      },
+    });
+    return new Response(stream, { headers: { "content-type": "application/json" } });
+  });
+  const error = await failure(clientFor(llm.url, { timeoutMs: 200 }).complete(MESSAGES));
+
+  assert.equal(error.kind, "transient");
+  assert.match(error.message, /^upstream timed out after 200 ms/);
+});
+
+Deno.test("complete() is aborted when the caller aborts mid-request", async () => {
+  await using fake = await startFakeOpenAI({ script: () => "hang" });
+  const controller = new AbortController();
+  const call = clientFor(fake.url).complete(MESSAGES, { signal: controller.signal });
+  await until(() => fake.stats.inFlight === 1);
+  controller.abort();
+  const error = await failure(call);
+
+  assert.equal(error.kind, "aborted");
+  assert.equal(error.status, undefined);
+  await until(() => fake.stats.inFlight === 0);
+  assert.equal(fake.stats.aborted, 1);
+});
+
+Deno.test("complete() sends nothing when the signal is already aborted", async () => {
+  await using llm = await startOfflineLlm();
+  const error = await failure(
+    clientFor(llm.url).complete(MESSAGES, { signal: AbortSignal.abort() }),
+  );
+
+  assert.equal(error.kind, "aborted");
+  assert.equal(llm.stats.requests, 0);
+});
+
+Deno.test("complete() leaves no listener on the caller's signal", async () => {
+  await using llm = await startOfflineLlm();
+  const { signal } = new AbortController();
+  let listeners = 0;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (...args: Parameters<AbortSignal["addEventListener"]>) => {
+    listeners++;
+    add(...args);
+  };
+  signal.removeEventListener = (...args: Parameters<AbortSignal["removeEventListener"]>) => {
+    listeners--;
+    remove(...args);
+  };
+  const client = clientFor(llm.url);
+  for (let i = 0; i < 3; i++) await client.complete(MESSAGES, { signal });
+
+  // A run makes millions of calls under one signal: a listener left per call is a leak.
+  assert.equal(listeners, 0);
+});
+
+Deno.test("complete() reports a refused connection as transient", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const error = await failure(clientFor(`http://127.0.0.1:${port}/v1`).complete(MESSAGES));
+
+  assert.equal(error.kind, "transient");
+  assert.equal(
+    error.message,
+    `upstream unreachable: connection refused at http://127.0.0.1:${port}`,
+  );
+});
+
+Deno.test("complete() treats a 200 without choices as transient", async () => {
+  await using llm = await replyWith(() => Response.json({ id: "x", choices: [] }));
+  const error = await failure(clientFor(llm.url).complete(MESSAGES));
+
+  assert.equal(error.kind, "transient");
+  assert.equal(error.message, "upstream answered 200 without a choice message");
+});
+
+Deno.test("complete() treats a 200 HTML page as transient", async () => {
+  await using llm = await replyWith(() =>
+    new Response("<html>\n<body>Proxy login for " + API_KEY + "</body></html>", {
+      headers: { "content-type": "text/html" },
+    })
+  );
+  const error = await failure(clientFor(llm.url).complete(MESSAGES));
+
+  assert.equal(error.kind, "transient");
+  assert.match(error.message, /^upstream answered 200 with a body that is not JSON: <html> <body>/);
+  assertNoKey(error);
+});
+
+Deno.test("complete() never shows the API key a server echoes back", async (t) => {
+  const echoes: [string, Response][] = [
+    ["401 JSON", errorResponse(401, `Incorrect API key provided: ${API_KEY}`, "auth")],
+    ["500 JSON", errorResponse(500, `internal: header Authorization: Bearer ${API_KEY}`, "x")],
+    ["400 text", new Response(`bad request from key ${API_KEY}\nline two`, { status: 400 })],
+    ["429 error object", Response.json({ error: { detail: API_KEY } }, { status: 429 })],
+  ];
+  for (const [name, response] of echoes) {
+    await t.step(name, async () => {
+      await using llm = await replyWith(() => response);
+      const error = await failure(clientFor(llm.url).complete(MESSAGES));
+
+      assertNoKey(error);
+      assert.ok(!error.message.includes("\n"), "the message is one line");
+      assert.match(error.message, /\*\*\*/);
+    });
+  }
+});
+
+Deno.test("complete() cuts a long server message to one short line", async () => {
+  await using llm = await replyWith(() => errorResponse(400, "too long\n".repeat(200), "x"));
+  const error = await failure(clientFor(llm.url).complete(MESSAGES));
+
+  assert.ok(!error.message.includes("\n"));
+  assert.ok(error.message.length < 400, `length ${error.message.length}`);
+  assert.match(error.message, /…$/);
+});
+
+Deno.test("complete() uses the given fetch for every call", async () => {
+  await using llm = await startOfflineLlm();
+  let calls = 0;
+  const counting: typeof fetch = (input, init) => {
+    calls++;
+    return fetch(input, init);
+  };
+  const client = clientFor(llm.url, { fetch: counting });
+  await client.complete(MESSAGES);
+  await client.complete(MESSAGES);
+
+  assert.equal(calls, 2);
+});
+
+Deno.test("complete() makes exactly one attempt per call", async () => {
+  await using fake = await startFakeOpenAI({ script: () => "server_error" });
+  await failure(clientFor(fake.url).complete(MESSAGES));
+
+  assert.equal(fake.stats.requests, 1);
+});
+
+Deno.test("createChatClient() rejects a timeout that is not positive", () => {
+  assert.throws(() => clientFor("http://127.0.0.1:1/v1", { timeoutMs: 0 }), RangeError);
+});
+
+Deno.test("retryDelay() grows exponentially with equal jitter up to maxMs", () => {
+  for (let attempt = 1; attempt <= 12; attempt++) {
+    const step = Math.min(30_000, 500 * 2 ** (attempt - 1));
+    assert.equal(retryDelay(attempt, { random: () => 0 }), step / 2);
+    const high = retryDelay(attempt, { random: () => 0.999999 });
+    assert.ok(high < step && high > step * 0.99, `attempt ${attempt}: ${high}`);
+  }
+  assert.equal(retryDelay(3, { baseMs: 100, maxMs: 300, random: () => 0 }), 150);
+});
+
+Deno.test("retryDelay() stays within its bounds with real randomness", () => {
+  for (let i = 0; i < 1_000; i++) {
+    const attempt = 1 + (i % 10);
+    const step = Math.min(30_000, 500 * 2 ** (attempt - 1));
+    const delay = retryDelay(attempt);
+    assert.ok(delay >= step / 2 && delay < step, `attempt ${attempt}: ${delay}`);
+  }
+});
+
+Deno.test("retryDelay() honours retryAfterMs, capped at 60 s", () => {
+  assert.equal(retryDelay(1, { retryAfterMs: 1_000, random: () => 0 }), 1_000);
+  assert.equal(retryDelay(9, { retryAfterMs: 1_000, random: () => 0 }), 1_000);
+  const jittered = retryDelay(1, { retryAfterMs: 1_000, random: () => 0.999 });
+  assert.ok(jittered >= 1_000 && jittered <= 1_100);
+  assert.equal(retryDelay(1, { retryAfterMs: 3_600_000, random: () => 0.5 }), 60_000);
+  assert.equal(retryDelay(1, { retryAfterMs: 0, random: () => 0.5 }), 0);
+});
+
+Deno.test("retryDelay() rejects an attempt below 1", () => {
+  assert.throws(() => retryDelay(0), RangeError);
+  assert.throws(() => retryDelay(1.5), RangeError);
+  assert.throws(() => retryDelay(Number.NaN), RangeError);
+});
