@@ -1,0 +1,196 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { CacheError, cacheKey, type CacheKeyParts, memoryCache, openCache } from "../src/cache.ts";
+
+const base: CacheKeyParts = {
+  model: "gpt-4o-mini",
+  promptId: "thought_process@1",
+  temperature: 0.7,
+  topP: 1,
+  maxTokens: 1024,
+  messages: [
+    { role: "system", content: "You write thoughts." },
+    { role: "user", content: "Question?" },
+    { role: "assistant", content: "Answer." },
+  ],
+};
+
+Deno.test("cacheKey() is stable for equal requests built separately", () => {
+  const copy: CacheKeyParts = structuredClone(base);
+  assert.equal(cacheKey(copy), cacheKey(base));
+  assert.match(cacheKey(base), /^[0-9a-f]{64}$/);
+});
+
+Deno.test("cacheKey() changes when any part changes", () => {
+  const [system, user, assistant] = base.messages;
+  const variants: CacheKeyParts[] = [
+    { ...base, model: "gpt-4o" },
+    { ...base, promptId: "thought_process@2" },
+    { ...base, temperature: 0.8 },
+    { ...base, temperature: undefined },
+    { ...base, temperature: 0 },
+    { ...base, topP: 0.9 },
+    { ...base, topP: undefined },
+    { ...base, maxTokens: 1025 },
+    { ...base, maxTokens: undefined },
+    { ...base, messages: [system, user] },
+    { ...base, messages: [system, user, assistant, user] },
+    { ...base, messages: [user, system, assistant] },
+    { ...base, messages: [system, { ...user, content: "Question!" }, assistant] },
+    { ...base, messages: [system, { ...user, role: "assistant" }, assistant] },
+  ];
+  const keys = new Set([cacheKey(base), ...variants.map(cacheKey)]);
+  assert.equal(keys.size, variants.length + 1);
+});
+
+Deno.test("cacheKey() does not collide when text moves across a boundary", () => {
+  const split = (a: string, b: string): CacheKeyParts => ({
+    ...base,
+    messages: [{ role: "user", content: a }, { role: "user", content: b }],
+  });
+  assert.notEqual(cacheKey(split("ab", "c")), cacheKey(split("a", "bc")));
+  assert.notEqual(
+    cacheKey({ ...base, model: "ab", promptId: "c" }),
+    cacheKey({ ...base, model: "a", promptId: "bc" }),
+  );
+  assert.notEqual(
+    cacheKey({ ...base, temperature: 1, topP: undefined }),
+    cacheKey({ ...base, temperature: undefined, topP: 1 }),
+  );
+});
+
+Deno.test("openCache() round-trips thoughts and counts entries", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cache = openCache(`${dir}/missing/parent/cache.sqlite`);
+    assert.equal(cache.size, 0);
+    assert.equal(cache.get("a"), undefined);
+    cache.put("a", "first thought");
+    cache.put("b", "ünïcödé 🧠\nsecond line");
+    assert.equal(cache.get("a"), "first thought");
+    assert.equal(cache.get("b"), "ünïcödé 🧠\nsecond line");
+    assert.equal(cache.size, 2);
+    cache.put("a", "replaced");
+    assert.equal(cache.get("a"), "replaced");
+    assert.equal(cache.size, 2);
+    cache.close();
+    cache.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() keeps entries across reopen", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const first = openCache(path);
+    first.put("k", "persisted");
+    first.close();
+    const second = openCache(path);
+    assert.equal(second.get("k"), "persisted");
+    assert.equal(second.size, 1);
+    second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() keeps a put when the process is killed right after it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const script = `${dir}/put.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { openCache } from ${JSON.stringify(import.meta.resolve("../src/cache.ts"))};
+const cache = openCache(Deno.args[0]);
+cache.put("key", "survives kill -9");
+console.log("ok");
+setInterval(() => {}, 60_000);
+`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--allow-read", "--allow-write", script, path],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("ok")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    child.kill("SIGKILL");
+    const status = await child.status;
+    await reader.cancel();
+    assert.equal(out.trim(), "ok");
+    assert.equal(status.signal, "SIGKILL");
+    // The row lives only in the WAL: the killed process never checkpointed or closed.
+    assert.ok((await Deno.stat(`${path}-wal`)).size > 0);
+
+    const cache = openCache(path);
+    assert.equal(cache.get("key"), "survives kill -9");
+    cache.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function assertCacheError(path: string, reason: RegExp): (error: unknown) => boolean {
+  return (error: unknown) => {
+    assert.ok(error instanceof CacheError);
+    assert.equal(error.path, path);
+    assert.ok(error.message.startsWith(`Cannot open cache "${path}": `), error.message);
+    assert.match(error.reason, reason);
+    return true;
+  };
+}
+
+Deno.test("openCache() throws CacheError naming the path of a file that is not a database", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/notes.txt`;
+    await Deno.writeTextFile(path, "this is not a SQLite database, just text. ".repeat(100));
+    assert.throws(() => openCache(path), assertCacheError(path, /not a database/));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() throws CacheError naming the path when the directory cannot be made", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const path = `${dir}/file/cache.sqlite`;
+    assert.throws(() => openCache(path), assertCacheError(path, /./));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() refuses a cache written with another schema version", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const db = new DatabaseSync(path);
+    db.exec("PRAGMA user_version = 99");
+    db.close();
+    assert.throws(() => openCache(path), assertCacheError(path, /schema version 99/));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("memoryCache() round-trips thoughts and counts entries", () => {
+  const cache = memoryCache();
+  assert.equal(cache.get("k"), undefined);
+  cache.put("k", "t1");
+  cache.put("k", "t2");
+  cache.put("j", "t3");
+  assert.equal(cache.get("k"), "t2");
+  assert.equal(cache.size, 2);
+  cache.close();
+  assert.equal(cache.size, 0);
+});
