@@ -1,0 +1,205 @@
+/**
+ * Turns one {@linkcode ThoughtRequest} into a validated thought: cache lookup, in-run dedupe,
+ * LLM call under the shared limiter, extraction and validation, retries with backoff.
+ *
+ * @module
+ */
+
+import type { ThoughtCache } from "./cache.ts";
+import { cacheKey } from "./cache.ts";
+import { type ChatClient, type ChatReply, LlmError, retryDelay } from "./llm.ts";
+import type { Limiter } from "./pool.ts";
+import { type PromptTemplate, renderMessages } from "./prompt.ts";
+import { extractThought } from "./thought.ts";
+import type { ChatMessage, ThoughtRequest } from "./types.ts";
+
+/** The outcome of one turn: a thought, or why there is none. */
+export type ThoughtOutcome = { ok: true; thought: string } | { ok: false; reason: string };
+
+/** One finished LLM call, for usage accounting and the debug log. */
+export interface CallRecord {
+  readonly line: number;
+  readonly turnIndex: number;
+  readonly attempt: number;
+  readonly messages: readonly ChatMessage[];
+  readonly reply: ChatReply | null;
+  /** The extracted thought, or why the call did not give one. */
+  readonly result: ThoughtOutcome;
+  /** A short, stable name of the failure for counting (`upstream 503`, `refusal`...). */
+  readonly failure: string | null;
+}
+
+/** Hooks the shells use to meter and log; all optional. */
+export interface GenerationEvents {
+  onCall?(call: CallRecord): void;
+  onCacheHit?(): void;
+  onDedupe?(): void;
+  onRetry?(info: { reason: string; delayMs: number; attempt: number; transient: boolean }): void;
+}
+
+/** The run stops: the upstream refuses every call (wrong key, model or URL). */
+export class UpstreamFatalError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+    this.name = "UpstreamFatalError";
+  }
+}
+
+/** Everything {@linkcode createThoughtWriter} needs; I/O comes in through these fields. */
+export interface ThoughtWriterOptions {
+  template: PromptTemplate;
+  /** Identifies the prompt file's content, part of the cache key. */
+  promptId: string;
+  client: ChatClient;
+  model: string;
+  temperature?: number;
+  topP?: number;
+  maxTokens?: number;
+  maxThoughtTokens?: number;
+  /** Retries after a failed attempt (transient error or invalid thought). */
+  retries: number;
+  limiter: Limiter;
+  cache: ThoughtCache;
+  events?: GenerationEvents;
+  /** Injected for tests. @default {setTimeout-based} */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Backoff base in milliseconds. @default {1000} */
+  retryBaseMs?: number;
+}
+
+/** Per-call context: `line` tags debug-log entries, `signal` aborts waits and in-flight calls. */
+export interface WriteContext {
+  readonly line: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Writes the thought for one turn. */
+export type ThoughtWriter = (
+  request: ThoughtRequest,
+  context: WriteContext,
+) => Promise<ThoughtOutcome>;
+
+/**
+ * Builds the per-run thought writer. It throws {@linkcode UpstreamFatalError} when the upstream
+ * refuses the credentials or model, and the abort reason when aborted; every other failure is
+ * returned as `{ ok: false, reason }`.
+ *
+ * @param options Template, client, cache, limiter and policies.
+ * @returns The writer.
+ */
+export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWriter {
+  const sleep = options.sleep ?? abortableSleep;
+  const inFlight = new Map<string, Promise<ThoughtOutcome>>();
+
+  async function attemptAll(
+    messages: ChatMessage[],
+    key: string,
+    turnIndex: number,
+    context: WriteContext,
+  ): Promise<ThoughtOutcome> {
+    const { line, signal } = context;
+    let lastReason = "no attempt made";
+    for (let attempt = 0; attempt <= options.retries; attempt++) {
+      signal?.throwIfAborted();
+      let reply: ChatReply | null = null;
+      let retryAfterMs: number | undefined;
+      let transient = true;
+      try {
+        reply = await options.limiter.run(() => options.client.complete(messages, { signal }));
+      } catch (error) {
+        if (!(error instanceof LlmError)) throw error;
+        if (error.kind === "aborted") throw signal?.reason ?? error;
+        if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
+        const result: ThoughtOutcome = {
+          ok: false,
+          reason: error.kind === "transient"
+            ? `upstream unavailable: ${error.message}`
+            : `upstream rejected the request: ${error.message}`,
+        };
+        const failure = error.status
+          ? `upstream ${error.status}`
+          : "upstream unreachable or bad reply";
+        options.events?.onCall?.({
+          line,
+          turnIndex,
+          attempt,
+          messages,
+          reply: null,
+          result,
+          failure,
+        });
+        if (error.kind === "rejected") return result;
+        lastReason = result.reason;
+        retryAfterMs = error.retryAfterMs;
+      }
+      if (reply) {
+        const result = extractThought(reply, { maxThoughtTokens: options.maxThoughtTokens });
+        const failure = result.ok ? null : result.reason.split(":")[0];
+        options.events?.onCall?.({ line, turnIndex, attempt, messages, reply, result, failure });
+        if (result.ok) {
+          options.cache.put(key, result.thought);
+          return result;
+        }
+        lastReason = `no valid thought: ${result.reason}`;
+        transient = false;
+      }
+      if (attempt === options.retries) break;
+      const delayMs = transient
+        ? retryDelay(attempt + 1, { retryAfterMs, baseMs: options.retryBaseMs ?? 1000 })
+        : 0;
+      options.events?.onRetry?.({ reason: lastReason, delayMs, attempt: attempt + 1, transient });
+      if (delayMs > 0) await sleep(delayMs, signal);
+    }
+    const tries = options.retries + 1;
+    return { ok: false, reason: `${lastReason} (after ${tries} attempt${tries === 1 ? "" : "s"})` };
+  }
+
+  return async function writeThought(request, context) {
+    const messages = renderMessages(options.template, request);
+    const key = cacheKey({
+      model: options.model,
+      messages,
+      temperature: options.temperature,
+      topP: options.topP,
+      maxTokens: options.maxTokens,
+      promptId: options.promptId,
+    });
+    const cached = options.cache.get(key);
+    if (cached !== undefined) {
+      options.events?.onCacheHit?.();
+      return { ok: true, thought: cached };
+    }
+    const running = inFlight.get(key);
+    if (running) {
+      options.events?.onDedupe?.();
+      try {
+        return await running;
+      } catch (error) {
+        // The first asker went away (a server client disconnected); this one still wants it.
+        if (context.signal?.aborted || error instanceof UpstreamFatalError) throw error;
+      }
+    }
+    const work = attemptAll(messages, key, request.turnIndex, context);
+    inFlight.set(key, work);
+    try {
+      return await work;
+    } finally {
+      inFlight.delete(key);
+    }
+  };
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    function onAbort() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

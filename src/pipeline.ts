@@ -1,0 +1,127 @@
+/**
+ * The cotfit pipeline, shared by the CLI and the server: bytes in, ordered outcomes out.
+ *
+ * ```
+ * bytes -> record texts (lines.ts) -> blank lines skipped -> limit/sample -> ordered window:
+ *   parse (records.ts) -> plan turns (turns.ts) -> thoughts (generate.ts) -> assemble
+ * ```
+ *
+ * Nothing here holds the whole input: memory is bounded by the window times the record size.
+ *
+ * @module
+ */
+
+import type { ThoughtWriter } from "./generate.ts";
+import { recordTextStream } from "./lines.ts";
+import { mapOrdered } from "./pool.ts";
+import { assembleRecord, type Framing, parseRecord, RecordError } from "./records.ts";
+import { limitStream, sampleStream } from "./sample.ts";
+import { planTurns } from "./turns.ts";
+import type { Line, Outcome } from "./types.ts";
+
+/** Longest raw text kept in a reject, so a huge bad line does not bloat the rejects file. */
+export const MAX_REJECT_RAW_CHARS = 10_000;
+
+/** Options of {@linkcode rephraseStream}. */
+export interface PipelineOptions {
+  framing: Framing;
+  writeThought: ThoughtWriter;
+  /**
+   * Records in progress or waiting for an earlier one; bounds memory.
+   *
+   * @default {64}
+   */
+  window?: number;
+  /** @default {3000} */
+  historyTokens?: number;
+  countTokens?: (text: string) => number;
+  /** @default {16 MiB} */
+  maxLineBytes?: number;
+  /** `"auto"` also accepts a JSON array of records (used for `.json` files). @default {"jsonl"} */
+  format?: "jsonl" | "auto";
+  /** Keep only the first N records. */
+  limit?: number | null;
+  /** Keep a uniform random sample of exactly N records (needs the whole input before output). */
+  sample?: { size: number; seed: number } | null;
+  /** Called once per blank line skipped. */
+  onBlank?: (line: number) => void;
+  /** Aborts in-flight and waiting LLM calls (a server client went away). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Rephrases a byte stream of records into outcomes, one per non-blank line, in input order.
+ * Bad records and turns without a valid thought become `reject` outcomes; only
+ * {@linkcode UpstreamFatalError} and aborts error the stream.
+ *
+ * @param options Framing, the thought writer and limits.
+ * @returns A transform from raw bytes to outcomes.
+ */
+export function rephraseStream(options: PipelineOptions): {
+  readable: ReadableStream<Outcome>;
+  writable: WritableStream<Uint8Array>;
+} {
+  const texts = recordTextStream({ maxLineBytes: options.maxLineBytes, format: options.format });
+  let selected: ReadableStream<Line> = texts.readable.pipeThrough(skipBlank(options.onBlank));
+  if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
+  if (options.sample) {
+    selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
+  }
+  const readable = selected.pipeThrough(
+    mapOrdered((line: Line) => processLine(line, options), { window: options.window ?? 64 }),
+  );
+  return { readable, writable: texts.writable };
+}
+
+function skipBlank(onBlank?: (line: number) => void): TransformStream<Line, Line> {
+  return new TransformStream({
+    transform(line, controller) {
+      if ("text" in line && line.text.trim() === "") onBlank?.(line.line);
+      else controller.enqueue(line);
+    },
+  });
+}
+
+async function processLine(line: Line, options: PipelineOptions): Promise<Outcome> {
+  if (!("text" in line)) {
+    return { kind: "reject", line: line.line, reason: line.error, raw: line.preview };
+  }
+  const reject = (reason: string): Outcome => ({
+    kind: "reject",
+    line: line.line,
+    reason,
+    raw: line.text.length > MAX_REJECT_RAW_CHARS
+      ? line.text.slice(0, MAX_REJECT_RAW_CHARS) + "…"
+      : line.text,
+  });
+
+  let conversation;
+  try {
+    conversation = parseRecord(line.text, line.line);
+  } catch (error) {
+    if (error instanceof RecordError) return reject(error.reason);
+    throw error;
+  }
+  const requests = planTurns(conversation, {
+    historyTokens: options.historyTokens,
+    countTokens: options.countTokens,
+  });
+  if (requests.length === 0) return reject("no assistant turn answers a user turn");
+
+  const results = await Promise.all(
+    requests.map((request) =>
+      options.writeThought(request, { line: line.line, signal: options.signal })
+    ),
+  );
+  const thoughts = new Map<number, string>();
+  for (let i = 0; i < results.length; i++) {
+    const result = results[i];
+    if (!result.ok) return reject(`turn ${requests[i].turnIndex + 1}: ${result.reason}`);
+    thoughts.set(requests[i].turnIndex, result.thought);
+  }
+  return {
+    kind: "record",
+    line: line.line,
+    json: assembleRecord(conversation, thoughts, options.framing),
+  };
+}

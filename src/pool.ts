@@ -1,0 +1,154 @@
+/**
+ * Bounded concurrency primitives: an order-keeping map stream for records and a limiter for LLM
+ * calls. Records may each need several calls, so the two bounds are separate: the map window
+ * bounds memory (records held), the limiter bounds spend (calls in flight).
+ *
+ * @module
+ */
+
+/** Options of {@linkcode mapOrdered}. */
+export interface MapOrderedOptions {
+  /**
+   * How many items may be in progress or waiting for an earlier one at once.
+   *
+   * @default {16}
+   */
+  window?: number;
+}
+
+/**
+ * Maps items through an async function with at most `window` in progress, emitting results in
+ * input order as soon as every earlier result is out. A rejection of `fn` errors the stream.
+ *
+ * @example Results keep input order
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mapOrdered } from "./pool.ts";
+ * const delays = [30, 0, 10];
+ * const out = ReadableStream.from(delays).pipeThrough(
+ *   mapOrdered((ms: number) => new Promise<number>((ok) => setTimeout(() => ok(ms), ms)), { window: 3 }),
+ * );
+ * assert.deepEqual(await Array.fromAsync(out), [30, 0, 10]);
+ * ```
+ *
+ * @param fn The async mapping; it should settle every item (outcomes as values, not throws).
+ * @param options The window size.
+ * @returns A stream whose readable side yields the results in input order.
+ */
+export function mapOrdered<I, O>(
+  fn: (item: I) => Promise<O>,
+  options: MapOrderedOptions = {},
+): TransformStream<I, O> {
+  const window = Math.max(1, options.window ?? 16);
+  // Each slot settles to its value; the head is emitted once settled, then the next, and so on.
+  const queue: { done: boolean; value?: O }[] = [];
+  let failure: { error: unknown } | null = null;
+  let wake: (() => void) | null = null;
+  let controllerRef: TransformStreamDefaultController<O>;
+
+  function drain() {
+    try {
+      while (queue.length > 0 && queue[0].done) {
+        controllerRef.enqueue(queue.shift()!.value as O);
+      }
+    } catch (error) {
+      // The readable side was cancelled: nobody wants more results.
+      failure ??= { error };
+    }
+    const resume = wake;
+    wake = null;
+    resume?.();
+  }
+
+  function waitForProgress(): Promise<void> {
+    return new Promise((resolve) => wake = resolve);
+  }
+
+  return new TransformStream<I, O>(
+    {
+      start(controller) {
+        controllerRef = controller;
+      },
+      async transform(item) {
+        const slot: { done: boolean; value?: O } = { done: false };
+        queue.push(slot);
+        fn(item).then(
+          (value) => {
+            slot.value = value;
+            slot.done = true;
+            drain();
+          },
+          (error) => {
+            failure ??= { error };
+            const resume = wake;
+            wake = null;
+            resume?.();
+          },
+        );
+        while (queue.length >= window && failure === null) await waitForProgress();
+        if (failure) throw failure.error;
+      },
+      async flush() {
+        while (queue.length > 0 && failure === null) await waitForProgress();
+        if (failure) throw failure.error;
+      },
+    },
+    undefined,
+    { highWaterMark: window },
+  );
+}
+
+/** A counting semaphore: `run` waits for a free slot, so at most `size` calls run at once. */
+export interface Limiter {
+  run<T>(task: () => Promise<T>): Promise<T>;
+  /** Tasks running now. */
+  readonly active: number;
+  /** Tasks waiting for a slot. */
+  readonly waiting: number;
+}
+
+/**
+ * Creates a {@linkcode Limiter} of the given size; waiters are served first come, first served.
+ *
+ * @example At most two at once
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createLimiter } from "./pool.ts";
+ * const limiter = createLimiter(2);
+ * let peak = 0;
+ * await Promise.all([1, 2, 3, 4].map(() =>
+ *   limiter.run(async () => {
+ *     peak = Math.max(peak, limiter.active);
+ *     await new Promise((ok) => setTimeout(ok, 5));
+ *   })
+ * ));
+ * assert.equal(peak, 2);
+ * ```
+ *
+ * @param size The most tasks that may run at once.
+ * @returns The limiter.
+ */
+export function createLimiter(size: number): Limiter {
+  let active = 0;
+  const waiters: (() => void)[] = [];
+  return {
+    get active() {
+      return active;
+    },
+    get waiting() {
+      return waiters.length;
+    },
+    async run<T>(task: () => Promise<T>): Promise<T> {
+      if (active >= size) await new Promise<void>((resolve) => waiters.push(resolve));
+      else active++;
+      try {
+        return await task();
+      } finally {
+        // Hand the slot straight to the next waiter so `active` never dips and lets a newcomer jump the queue.
+        const next = waiters.shift();
+        if (next) next();
+        else active--;
+      }
+    },
+  };
+}

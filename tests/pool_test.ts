@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { createLimiter, mapOrdered } from "../src/pool.ts";
+
+function delay<T>(ms: number, value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms));
+}
+
+Deno.test("mapOrdered() keeps input order when later items finish first", async () => {
+  const delays = [40, 5, 25, 0, 15, 30, 1];
+  const out = ReadableStream.from(delays).pipeThrough(
+    mapOrdered((ms: number) => delay(ms, ms), { window: 4 }),
+  );
+  assert.deepEqual(await Array.fromAsync(out), delays);
+});
+
+Deno.test("mapOrdered() never runs more than window items at once", async () => {
+  let running = 0;
+  let peak = 0;
+  const out = ReadableStream.from(Array.from({ length: 50 }, (_, i) => i)).pipeThrough(
+    mapOrdered(async (i: number) => {
+      running++;
+      peak = Math.max(peak, running);
+      await delay(i % 3, null);
+      running--;
+      return i;
+    }, { window: 5 }),
+  );
+  const results = await Array.fromAsync(out);
+  assert.equal(results.length, 50);
+  assert.ok(peak <= 5, `peak ${peak}`);
+  assert.ok(peak >= 4, `the window is used, peak ${peak}`);
+});
+
+Deno.test("mapOrdered() emits the head before the input ends", async () => {
+  const { readable, writable } = mapOrdered((n: number) => Promise.resolve(n * 2), { window: 8 });
+  const writer = writable.getWriter();
+  const reader = readable.getReader();
+  const written = writer.write(21);
+  // The input is still open, yet the first result is readable.
+  assert.deepEqual(await reader.read(), { done: false, value: 42 });
+  await written;
+  const closed = writer.close();
+  assert.equal((await reader.read()).done, true);
+  await closed;
+});
+
+Deno.test("mapOrdered() errors the stream when the mapping rejects", async () => {
+  const out = ReadableStream.from([1, 2, 3]).pipeThrough(
+    mapOrdered((n: number) => n === 2 ? Promise.reject(new RangeError("two")) : delay(5, n)),
+  );
+  await assert.rejects(() => Array.fromAsync(out), RangeError);
+});
+
+Deno.test("createLimiter() serves waiters in order and bounds concurrency", async () => {
+  const limiter = createLimiter(2);
+  const started: number[] = [];
+  let peak = 0;
+  await Promise.all([0, 1, 2, 3, 4].map((i) =>
+    limiter.run(async () => {
+      started.push(i);
+      peak = Math.max(peak, limiter.active);
+      await delay(5, null);
+    })
+  ));
+  assert.deepEqual(started, [0, 1, 2, 3, 4]);
+  assert.equal(peak, 2);
+  assert.equal(limiter.active, 0);
+  assert.equal(limiter.waiting, 0);
+});
+
+Deno.test("createLimiter() frees the slot when a task throws", async () => {
+  const limiter = createLimiter(1);
+  await assert.rejects(() => limiter.run(() => Promise.reject(new Error("boom"))));
+  assert.equal(await limiter.run(() => Promise.resolve("next")), "next");
+  assert.equal(limiter.active, 0);
+});

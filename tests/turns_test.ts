@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { planTurns } from "../src/turns.ts";
+import type { Conversation, Role, Turn } from "../src/types.ts";
+
+function conversation(turns: [Role, string | null][], system: string | null = null): Conversation {
+  return {
+    line: 1,
+    shape: "sharegpt",
+    listKey: "conversations",
+    record: {},
+    system,
+    turns: turns.map(([role, text], index): Turn => ({ index, role, name: role, text })),
+  };
+}
+
+Deno.test("planTurns() gives every answered assistant turn of a multi-turn chat its context", () => {
+  const plan = planTurns(conversation([
+    ["system", "Be brief."],
+    ["user", "Q1"],
+    ["assistant", "A1"],
+    ["user", "Q2"],
+    ["assistant", "A2"],
+  ]));
+  assert.equal(plan.length, 2);
+  assert.equal(plan[0].system, "Be brief.");
+  assert.deepEqual(plan[0].history, []);
+  assert.equal(plan[0].request.text, "Q1");
+  assert.equal(plan[0].answer, "A1");
+  assert.equal(plan[1].turnIndex, 4);
+  assert.deepEqual(plan[1].history.map((t) => t.text), ["Q1", "A1"]);
+  assert.equal(plan[1].request.text, "Q2");
+});
+
+Deno.test("planTurns() joins a top-level system field and leading system turns", () => {
+  const plan = planTurns(
+    conversation([["system", "Second."], ["user", "Q"], ["assistant", "A"]], "First."),
+  );
+  assert.equal(plan[0].system, "First.\n\nSecond.");
+  assert.equal(planTurns(conversation([["user", "Q"], ["assistant", "A"]]))[0].system, null);
+});
+
+Deno.test("planTurns() passes greetings, empty answers and tool calls through", () => {
+  const plan = planTurns(conversation([
+    ["assistant", "Hello! How can I help?"],
+    ["user", "Weather in Paris?"],
+    ["assistant", null],
+    ["tool", '{"rain": true}'],
+    ["assistant", "  "],
+    ["assistant", "Take an umbrella."],
+    ["user", "Thanks"],
+  ]));
+  assert.deepEqual(plan.map((r) => r.turnIndex), [5]);
+  assert.deepEqual(plan[0].between.map((t) => t.index), [2, 3, 4]);
+  assert.deepEqual(plan[0].history.map((t) => t.text), ["Hello! How can I help?"]);
+});
+
+Deno.test("planTurns() answers the latest of two user turns and keeps mid-chat system turns in history", () => {
+  const plan = planTurns(conversation([
+    ["user", "First"],
+    ["system", "Switch to French."],
+    ["user", "Second"],
+    ["assistant", "Deuxième"],
+    ["assistant", "Encore"],
+  ]));
+  assert.deepEqual(plan.map((r) => r.request.text), ["Second", "Second"]);
+  assert.deepEqual(plan[0].history.map((t) => t.role), ["user", "system"]);
+  assert.deepEqual(plan[1].between.map((t) => t.text), ["Deuxième"]);
+});
+
+Deno.test("planTurns() returns nothing when no assistant turn answers a user turn", () => {
+  assert.deepEqual(planTurns(conversation([["assistant", "Hi"], ["user", "Q"]])), []);
+  assert.deepEqual(planTurns(conversation([["user", "Q"], ["assistant", ""]])), []);
+});
+
+Deno.test("planTurns() drops the oldest history turns first to fit the budget", () => {
+  const long = "x".repeat(400);
+  const turns: [Role, string][] = [];
+  for (let i = 0; i < 5; i++) turns.push(["user", `${i}${long}`], ["assistant", `${i}${long}`]);
+  turns.push(["user", "last"], ["assistant", "answer"]);
+  // One token per character, so each history turn costs 401 + 4 tokens.
+  const plan = planTurns(conversation(turns), {
+    historyTokens: 1000,
+    countTokens: (t) => t.length,
+  });
+  const last = plan.at(-1)!;
+  assert.equal(last.history.length, 2);
+  assert.equal(last.droppedTurns, 8);
+  assert.deepEqual(last.history.map((t) => t.index), [8, 9]);
+  assert.equal(plan[0].droppedTurns, 0);
+});
+
+Deno.test("planTurns() skips the tokenizer when the history obviously fits", () => {
+  let calls = 0;
+  planTurns(
+    conversation([["user", "Q1"], ["assistant", "A1"], ["user", "Q2"], ["assistant", "A2"]]),
+    {
+      countTokens: (t) => {
+        calls++;
+        return t.length;
+      },
+    },
+  );
+  assert.equal(calls, 0);
+});
