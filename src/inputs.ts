@@ -1,0 +1,118 @@
+/**
+ * Resolves CLI inputs (files, directories, `-`) into a plan of input -> output paths.
+ *
+ * Requires `--allow-read` for the inputs.
+ *
+ * @module
+ */
+
+import { basename, join, relative, resolve } from "node:path";
+
+/** One input and where its results go. */
+export interface InputPlan {
+  /** The file path, or `-` for stdin. */
+  readonly input: string;
+  /** Output file path; `null` for stdin (results go to stdout). */
+  readonly output: string | null;
+  /** Rejects file path; `null` for stdin (see `--rejects`). */
+  readonly rejects: string | null;
+  /** `.json` files may hold one JSON array of records. */
+  readonly format: "jsonl" | "auto";
+}
+
+/** A usage problem with the inputs or the output directory. */
+export class InputError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "InputError";
+  }
+}
+
+const RECORD_FILE = /\.(jsonl|json)$/i;
+const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
+
+/**
+ * Lists the inputs: a file maps to `OUT/<base name>`, a directory to every `.jsonl`/`.json`
+ * below it (sorted, recursively) at the same relative path under `OUT`, `-` to stdout.
+ * Output paths that collide, or an output that would overwrite its input, are usage errors.
+ *
+ * @param inputs Paths as given on the command line or in the config.
+ * @param outputDir The output directory; required unless the only input is `-`.
+ * @returns The plan, in input order.
+ * @throws {InputError} On a missing input, a missing output directory, or colliding outputs.
+ */
+export async function planInputs(
+  inputs: readonly string[],
+  outputDir: string | null,
+): Promise<InputPlan[]> {
+  if (inputs.length === 0) throw new InputError("no input: pass a file, a directory or - (stdin)");
+  const plans: InputPlan[] = [];
+  const outRoot = outputDir === null ? null : resolve(outputDir);
+  for (const input of inputs) {
+    if (input === "-") {
+      plans.push({ input, output: null, rejects: null, format: "jsonl" });
+      continue;
+    }
+    if (outRoot === null) {
+      throw new InputError(`no output directory for "${input}": pass -o DIR (or use - for stdout)`);
+    }
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(input);
+    } catch (error) {
+      throw new InputError(`Cannot read input "${input}": ${(error as Error).message}`);
+    }
+    if (info.isDirectory) {
+      for (const file of await listRecordFiles(resolve(input), outRoot)) {
+        plans.push(planFile(file, join(outRoot, relative(resolve(input), file))));
+      }
+    } else {
+      plans.push(planFile(input, join(outRoot, basename(input))));
+    }
+  }
+  const seen = new Map<string, string>();
+  for (const plan of plans) {
+    if (plan.output === null) continue;
+    if (resolve(plan.output) === resolve(plan.input)) {
+      throw new InputError(`output would overwrite its input "${plan.input}": choose another -o`);
+    }
+    const earlier = seen.get(plan.output);
+    if (earlier !== undefined) {
+      throw new InputError(
+        `inputs "${earlier}" and "${plan.input}" would both write "${plan.output}": process them separately`,
+      );
+    }
+    seen.set(plan.output, plan.input);
+  }
+  if (plans.filter((plan) => plan.input === "-").length > 1) {
+    throw new InputError("stdin (-) can be read only once");
+  }
+  return plans;
+}
+
+function planFile(input: string, output: string): InputPlan {
+  return {
+    input,
+    output,
+    rejects: output.replace(/\.(jsonl|json)$/i, "") + ".rejects.jsonl",
+    format: /\.json$/i.test(input) ? "auto" : "jsonl",
+  };
+}
+
+async function listRecordFiles(dir: string, skip: string): Promise<string[]> {
+  const found: string[] = [];
+  async function walk(current: string) {
+    if (current === skip) return;
+    const entries: Deno.DirEntry[] = [];
+    for await (const entry of Deno.readDir(current)) entries.push(entry);
+    for (const entry of entries) {
+      const path = join(current, entry.name);
+      if (entry.isDirectory) await walk(path);
+      else if (entry.isFile && RECORD_FILE.test(entry.name) && !OUR_OUTPUTS.test(entry.name)) {
+        found.push(path);
+      }
+    }
+  }
+  await walk(dir);
+  return found.sort();
+}

@@ -1,0 +1,226 @@
+/**
+ * The CLI's conversion job: inputs -> pipeline -> atomic output files (or stdout), rejects,
+ * cache, usage, progress and the final summary. `main.ts` parses flags and calls this.
+ *
+ * Requires `--allow-read`, `--allow-write` (outputs, cache) and `--allow-net` (the LLM endpoint).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { Options } from "./config.ts";
+import { createEngine, type Engine } from "./engine.ts";
+import { UpstreamFatalError } from "./generate.ts";
+import { type InputPlan, planInputs } from "./inputs.ts";
+import { rephraseStream } from "./pipeline.ts";
+import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
+import { openAtomicFile, streamSink, type TextSink } from "./sink.ts";
+import type { Outcome } from "./types.ts";
+import { countTokens, formatSummary } from "./usage.ts";
+
+/** What the job needs from its process; injected so tests can drive it. */
+export interface RunEnvironment {
+  stdin: ReadableStream<Uint8Array>;
+  stdout: WritableStream<Uint8Array>;
+  /** Progress, warnings and the summary. */
+  stderr: (text: string) => void;
+  stderrIsTTY: boolean;
+  /** Aborted on the first interrupt: stop reading input, finish what is in flight. */
+  stop: AbortSignal;
+  now: () => number;
+}
+
+/** Exit codes of the CLI. */
+export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
+
+/**
+ * Runs the conversion described by `options` and returns the exit code: 0 when every record was
+ * written, 1 when some were rejected, 2 when the upstream refused the run, 130 when interrupted.
+ *
+ * @param options Resolved options.
+ * @param env Process I/O.
+ * @returns The exit code.
+ * @throws {InputError} On unusable inputs (the caller maps it to exit 2).
+ */
+export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
+  const plans = await planInputs(options.inputs, options.output);
+  const total = selectedTotal(await countTotal(plans), options);
+  const progress = createProgress({
+    write: env.stderr,
+    isTTY: env.stderrIsTTY,
+    now: env.now,
+    total,
+  });
+  const engine = await createEngine(options, {
+    cachePath: runCachePath(options),
+    debugLog: options.debugLog ? await openAtomicFile(options.debugLog) : null,
+    notice: (text) => progress.message(text),
+    now: env.now,
+  });
+  const { meter } = engine;
+  const progressState = (): ProgressState => {
+    const snapshot = meter.snapshot(env.now());
+    return {
+      done: snapshot.written + snapshot.rejected + snapshot.skipped,
+      total,
+      rejected: snapshot.rejected,
+      retries: snapshot.retries,
+      inputTokens: snapshot.inputTokens,
+      outputTokens: snapshot.outputTokens,
+      cost: meter.cost(options.prices),
+      inFlight: engine.limiter.active,
+    };
+  };
+
+  try {
+    for (const plan of plans) {
+      if (env.stop.aborted) break;
+      await convertOne(plan, { options, env, engine, progress, progressState });
+    }
+  } catch (error) {
+    if (!(error instanceof UpstreamFatalError)) throw error;
+    progress.finish(progressState());
+    env.stderr(`error: ${error.message}\n`);
+    return EXIT.usage;
+  } finally {
+    await engine.close();
+  }
+
+  progress.finish(progressState());
+  const snapshot = meter.snapshot(env.now());
+  env.stderr(formatSummary(snapshot, options.prices) + "\n");
+  if (options.output) {
+    await Deno.mkdir(options.output, { recursive: true });
+    const usage = { ...snapshot, cost: meter.cost(options.prices), interrupted: env.stop.aborted };
+    await Deno.writeTextFile(
+      join(options.output, "usage.json"),
+      JSON.stringify(usage, null, 2) + "\n",
+    );
+  }
+  if (env.stop.aborted) return EXIT.interrupted;
+  return snapshot.rejected > 0 ? EXIT.rejected : EXIT.ok;
+}
+
+interface ConvertContext {
+  options: Options;
+  env: RunEnvironment;
+  engine: Engine;
+  progress: Progress;
+  progressState: () => ProgressState;
+}
+
+async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
+  const { options, env, engine, progress } = context;
+  const { meter } = engine;
+  const isArray = plan.format === "auto" && await startsWithArray(plan.input);
+  const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
+  const out: TextSink = plan.output ? await openAtomicFile(plan.output) : streamSink(env.stdout);
+  // Opened on the first reject, so a clean run leaves no rejects file.
+  const rejects: { sink: TextSink | null } = { sink: null };
+  const openRejects = async () =>
+    rejects.sink ??= plan.rejects
+      ? await openAtomicFile(plan.rejects)
+      : options.rejects
+      ? await openAtomicFile(options.rejects)
+      : stderrSink(env);
+
+  const pipeline = rephraseStream({
+    framing: { preface: options.cotPreface, suffix: options.cotSuffix },
+    writeThought: engine.writeThought,
+    window: Math.max(64, options.concurrency * 2),
+    historyTokens: options.historyTokens,
+    countTokens,
+    maxLineBytes: options.maxLineBytes,
+    format: plan.format,
+    limit: options.limit,
+    sample: options.sample ? { size: options.sample, seed: options.seed } : null,
+    onBlank: () => meter.addRecord("skipped"),
+  });
+  // On interrupt, stop reading but close (not abort) the pipeline so in-flight records finish.
+  const feeding = source.pipeTo(pipeline.writable, { signal: env.stop, preventAbort: true })
+    .catch(async (error) => {
+      if (env.stop.aborted) await pipeline.writable.close().catch(() => {});
+      else await pipeline.writable.abort(error).catch(() => {});
+    });
+
+  let written = 0;
+  try {
+    if (isArray) await out.write("[\n");
+    for await (const outcome of pipeline.readable) {
+      await route(outcome);
+      progress.update(context.progressState());
+    }
+    if (isArray) await out.write(written > 0 ? "\n]\n" : "]\n");
+  } catch (error) {
+    await out.discard();
+    await rejects.sink?.discard();
+    throw error;
+  }
+  await feeding;
+  await out.commit();
+  if (rejects.sink) await rejects.sink.commit();
+  else if (plan.rejects) await Deno.remove(plan.rejects).catch(() => {});
+
+  async function route(outcome: Outcome) {
+    meter.addConversation();
+    if (outcome.kind === "record") {
+      meter.addRecord("written");
+      if (isArray) await out.write((written > 0 ? ",\n" : "") + outcome.json);
+      else await out.write(outcome.json + "\n");
+      written++;
+      return;
+    }
+    meter.addRecord("rejected");
+    const sink = await openRejects();
+    await sink.write(
+      JSON.stringify({
+        file: plan.input,
+        line: outcome.line,
+        reason: outcome.reason,
+        raw: outcome.raw,
+      }) +
+        "\n",
+    );
+  }
+}
+
+function stderrSink(env: RunEnvironment): TextSink {
+  return {
+    write(text) {
+      env.stderr(text);
+      return Promise.resolve();
+    },
+    commit: () => Promise.resolve(),
+    discard: () => Promise.resolve(),
+  };
+}
+
+/** The persistent cache: `--cache`, else beside the outputs; stdin-to-stdout runs keep none. */
+function runCachePath(options: Options): string | null {
+  if (options.noCache) return null;
+  if (options.cache) return options.cache;
+  return options.output ? join(options.output, ".cotfit-cache.sqlite") : null;
+}
+
+async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
+  let total = 0;
+  for (const plan of plans) {
+    if (plan.input === "-" || plan.format === "auto") return null;
+    total += await countLines(plan.input);
+  }
+  return total;
+}
+
+function selectedTotal(total: number | null, options: Options): number | null {
+  const cap = Math.min(options.limit ?? Infinity, options.sample ?? Infinity);
+  if (cap === Infinity) return total;
+  return total === null ? cap : Math.min(total, cap);
+}
+
+async function startsWithArray(path: string): Promise<boolean> {
+  using file = await Deno.open(path);
+  const head = new Uint8Array(4096);
+  const read = await file.read(head);
+  const text = new TextDecoder().decode(head.subarray(0, read ?? 0)).replace(/^\uFEFF/, "");
+  return text.trimStart().startsWith("[");
+}

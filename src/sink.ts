@@ -1,0 +1,106 @@
+/**
+ * Buffered text sinks: files written under a temporary name and renamed when complete, so a
+ * crashed run never leaves a truncated file that looks finished, and plain streams (stdout).
+ *
+ * Requires `--allow-write` for file sinks.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+
+/** A text sink that batches small writes into large ones. */
+export interface TextSink {
+  /** Queues text; resolves once the buffer is below its limit (backpressure). */
+  write(text: string): Promise<void>;
+  /** Flushes and finishes; for a file sink, renames it into place. */
+  commit(): Promise<void>;
+  /** Drops what was written (removes the temporary file). */
+  discard(): Promise<void>;
+}
+
+// Large enough to amortise syscalls, small enough to keep memory flat.
+const FLUSH_BYTES = 256 * 1024;
+
+const encoder = new TextEncoder();
+
+function bufferedSink(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  finish: () => Promise<void>,
+  abort: () => Promise<void>,
+  flushBytes: number,
+): TextSink {
+  let pending: string[] = [];
+  let pendingLength = 0;
+  async function flush() {
+    if (pendingLength === 0) return;
+    const text = pending.join("");
+    pending = [];
+    pendingLength = 0;
+    await writer.write(encoder.encode(text));
+  }
+  return {
+    async write(text) {
+      pending.push(text);
+      pendingLength += text.length;
+      if (pendingLength >= flushBytes) await flush();
+    },
+    async commit() {
+      await flush();
+      await finish();
+    },
+    async discard() {
+      pending = [];
+      pendingLength = 0;
+      await abort();
+    },
+  };
+}
+
+/**
+ * Opens `path + ".partial"` for writing; `commit` renames it to `path`.
+ *
+ * @param path The final file path; its directory is created when missing.
+ * @returns The sink.
+ */
+export async function openAtomicFile(path: string): Promise<TextSink> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const temporary = `${path}.partial`;
+  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+  const writer = file.writable.getWriter();
+  return bufferedSink(
+    writer,
+    async () => {
+      await writer.close();
+      await Deno.rename(temporary, path);
+    },
+    async () => {
+      await writer.abort().catch(() => {});
+      await Deno.remove(temporary).catch(() => {});
+    },
+    FLUSH_BYTES,
+  );
+}
+
+/**
+ * Wraps a byte stream (stdout, stderr) as a sink; `commit` flushes without closing it. Each
+ * write goes out at once, so a reader downstream of a pipe sees lines as they are made.
+ *
+ * @param stream Where the text goes.
+ * @returns The sink.
+ */
+export function streamSink(stream: WritableStream<Uint8Array>): TextSink {
+  const writer = stream.getWriter();
+  return bufferedSink(
+    writer,
+    () => {
+      writer.releaseLock();
+      return Promise.resolve();
+    },
+    () => {
+      writer.releaseLock();
+      return Promise.resolve();
+    },
+    0,
+  );
+}

@@ -1,0 +1,93 @@
+/**
+ * Helpers for end-to-end tests: run the real CLI as a subprocess with narrow permissions, and
+ * compute the thought the offline endpoint writes for a request.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { offlineThought } from "../src/offline_llm.ts";
+import { extractThought } from "../src/thought.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** What a CLI run left behind. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `main.ts` with the given arguments in a subprocess, as a user would.
+ *
+ * @param args CLI arguments.
+ * @param options Text for stdin, extra environment.
+ * @returns Exit code, stdout and stderr.
+ */
+export async function runCli(
+  args: string[],
+  options: { stdin?: string; env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      MAIN,
+      ...args,
+    ],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...options.env },
+  });
+  const child = command.spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** Makes a temporary directory holding the given files. */
+export async function tempTree(files: Record<string, string>): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "cotfit-e2e-" });
+  for (const [path, text] of Object.entries(files)) {
+    await Deno.mkdir(join(root, path, ".."), { recursive: true });
+    await Deno.writeTextFile(join(root, path), text);
+  }
+  return root;
+}
+
+/** Parses a JSONL text into values. */
+export function parseJsonl(text: string): unknown[] {
+  return text.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line));
+}
+
+/** The answer section of a rendered prompt. */
+export function answerOf(prompt: string): string {
+  const match = prompt.match(/<answer>\n([^]*)\n<\/answer>/);
+  if (!match) throw new Error(`no <answer> section in prompt: ${prompt.slice(0, 200)}`);
+  return match[1];
+}
+
+/** The thought cotfit keeps from the offline endpoint's reply to this prompt. */
+export function expectedThought(prompt: string): string {
+  const result = extractThought({ content: offlineThought(prompt), finishReason: "stop" });
+  if (!result.ok) throw new Error(`offline thought rejected: ${result.reason}`);
+  return result.thought;
+}
+
+/** The last message of a recorded chat request body. */
+export function lastPrompt(body: { messages: readonly { content: unknown }[] }): string {
+  const last = body.messages.at(-1);
+  if (typeof last?.content !== "string") throw new Error("last message has no text");
+  return last.content;
+}

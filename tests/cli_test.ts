@@ -1,0 +1,307 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  answerOf,
+  expectedThought,
+  lastPrompt,
+  parseJsonl,
+  runCli,
+  tempTree,
+} from "./cli_helpers.ts";
+import { startFakeOpenAI } from "./fake_openai.ts";
+
+type Json = Record<string, unknown>;
+
+/** Rebuilds each expected record: assistant answers prefixed with the thought made for them. */
+function withThoughts(
+  record: Json,
+  thoughtsByAnswer: Map<string, string>,
+  framing = { preface: "Thought Process:", suffix: "\nAnswer:" },
+): Json {
+  const key = "conversations" in record ? "conversations" : "messages";
+  const turns = (record[key] as Json[]).map((turn) => {
+    const text = (turn.value ?? turn.content) as unknown;
+    const thought = typeof text === "string" ? thoughtsByAnswer.get(text) : undefined;
+    if (thought === undefined) return turn;
+    const field = "value" in turn ? "value" : "content";
+    return { ...turn, [field]: `${framing.preface}\n${thought}\n${framing.suffix}\n${text}` };
+  });
+  return { ...record, [key]: turns };
+}
+
+function thoughtsFrom(bodies: readonly { messages: readonly { content: unknown }[] }[]) {
+  const map = new Map<string, string>();
+  for (const body of bodies) {
+    const prompt = lastPrompt(body);
+    map.set(answerOf(prompt), expectedThought(prompt));
+  }
+  return map;
+}
+
+const SHAREGPT = [
+  {
+    id: "a1",
+    source: "alpaca",
+    conversations: [
+      { from: "human", value: "Name a prime number." },
+      { from: "gpt", value: "7 is a prime number." },
+    ],
+    weight: 1,
+  },
+  {
+    id: "m2",
+    conversations: [
+      { from: "system", value: "You are terse." },
+      { from: "human", value: "Capital of France?" },
+      { from: "gpt", value: "Paris." },
+      { from: "human", value: "And of Spain?", note: { kept: true } },
+      { from: "gpt", value: "Madrid." },
+    ],
+  },
+  {
+    id: "t3",
+    conversations: [
+      { from: "human", value: "Weather in Oslo?" },
+      { from: "function_call", value: '{"name":"weather","arguments":{"city":"Oslo"}}' },
+      { from: "observation", value: '{"sky":"snow"}' },
+      { from: "gpt", value: "It is snowing in Oslo." },
+    ],
+  },
+];
+
+Deno.test("cli: ShareGPT single-turn, multi-turn, system and tool records come out exact", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const root = await tempTree({
+    "in/data.jsonl": SHAREGPT.map((r) => JSON.stringify(r)).join("\n") + "\n",
+  });
+  const result = await runCli([
+    join(root, "in/data.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "test-model",
+    "--no-cache",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fake.stats.requests, 4, "one call per answered assistant turn");
+
+  const thoughts = thoughtsFrom(fake.bodies);
+  const output = parseJsonl(await Deno.readTextFile(join(root, "out/data.jsonl")));
+  assert.deepEqual(output, SHAREGPT.map((record) => withThoughts(record, thoughts)));
+  // Key order is kept, not just the values.
+  assert.deepEqual(Object.keys(output[0] as Json), ["id", "source", "conversations", "weight"]);
+  await assert.rejects(() => Deno.stat(join(root, "out/data.rejects.jsonl")), Deno.errors.NotFound);
+
+  // The second answer of the multi-turn record saw the first exchange as history.
+  const madrid = fake.bodies.map(lastPrompt).find((p) => answerOf(p) === "Madrid.")!;
+  assert.match(madrid, /<history>\n[^]*Capital of France\?[^]*Paris\.[^]*<\/history>/);
+  assert.match(madrid, /<system_prompt>\nYou are terse\.\n<\/system_prompt>/);
+  // The tool record's answer saw the tool activity; no system prompt was invented.
+  const oslo = fake.bodies.map(lastPrompt).find((p) => answerOf(p) === "It is snowing in Oslo.")!;
+  assert.match(oslo, /<tool_activity>\n[^]*snow[^]*<\/tool_activity>/);
+  assert.match(oslo, /<system_prompt>\n\(none\)\n<\/system_prompt>/);
+  assert.equal(fake.bodies[0].model, "test-model");
+  assert.match(result.stderr, /3 written, 0 rejected, 0 skipped/);
+});
+
+Deno.test("cli: OpenAI records keep their format, content parts and tool calls", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const records = [
+    {
+      messages: [
+        { role: "user", content: [{ type: "text", text: "Say hi in French." }] },
+        { role: "assistant", content: [{ type: "text", text: "Bonjour !" }] },
+      ],
+    },
+    {
+      messages: [
+        { role: "user", content: "2+2?" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c1", type: "function", function: { name: "add", arguments: "{}" } }],
+        },
+        { role: "tool", tool_call_id: "c1", content: "4" },
+        { role: "assistant", content: "4." },
+      ],
+      meta: { split: "train" },
+    },
+  ];
+  const root = await tempTree({ "oa.jsonl": records.map((r) => JSON.stringify(r)).join("\n") });
+  const result = await runCli([
+    join(root, "oa.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "m",
+    "--cot-preface",
+    "<think>",
+    "--cot-suffix",
+    "</think>",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fake.stats.requests, 2);
+  const thoughts = thoughtsFrom(fake.bodies);
+  const [first, second] = parseJsonl(await Deno.readTextFile(join(root, "out/oa.jsonl"))) as Json[];
+
+  const bonjour = thoughts.get("Bonjour !")!;
+  assert.deepEqual(first.messages, [
+    records[0].messages[0],
+    {
+      role: "assistant",
+      content: [{ type: "text", text: `<think>\n${bonjour}\n</think>\n` }, {
+        type: "text",
+        text: "Bonjour !",
+      }],
+    },
+  ]);
+  const framing = { preface: "<think>", suffix: "</think>" };
+  assert.deepEqual(second, withThoughts(records[1], thoughts, framing));
+});
+
+Deno.test("cli: broken lines go to rejects with line and reason, the rest is written", async () => {
+  await using fake = await startFakeOpenAI();
+  const good = JSON.stringify(SHAREGPT[0]);
+  const lines = [
+    "\uFEFF" + good, // 1: BOM
+    "{not json", // 2
+    "[1, 2]", // 3
+    '{"id": 4}', // 4
+    "", // 5: blank
+    '{"conversations": [{"from": "human", "value": 5}]}', // 6
+    '{"conversations": [{"from": "narrator", "value": "x"}]}', // 7
+    '{"conversations": [{"from": "human", "value": "Hi"}]}', // 8: trailing human only
+    '{"conversations": [{"from": "gpt", "value": "Hello!"}, {"from": "human", "value": "Bye"}]}', // 9
+    good, // 10, CRLF and no final newline below
+  ];
+  const root = await tempTree({ "bad.jsonl": lines.join("\r\n") });
+  const result = await runCli([
+    join(root, "bad.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "m",
+  ]);
+  assert.equal(result.code, 1, result.stderr);
+  const written = parseJsonl(await Deno.readTextFile(join(root, "out/bad.jsonl"))) as Json[];
+  assert.equal(written.length, 2);
+  const rejects = parseJsonl(
+    await Deno.readTextFile(join(root, "out/bad.rejects.jsonl")),
+  ) as Json[];
+  assert.deepEqual(rejects.map((r) => r.line), [2, 3, 4, 6, 7, 8, 9]);
+  assert.ok(rejects.every((r) => r.file === join(root, "bad.jsonl")));
+  const reasons = rejects.map((r) => String(r.reason));
+  assert.match(reasons[0], /^not valid JSON/);
+  assert.match(reasons[1], /not a JSON object/);
+  assert.match(reasons[2], /no conversation/);
+  assert.match(reasons[3], /turn 1: "value" must be a string/);
+  assert.match(reasons[4], /turn 1: unknown role "narrator"/);
+  assert.equal(reasons[5], "no assistant turn answers a user turn");
+  assert.equal(reasons[6], "no assistant turn answers a user turn");
+  assert.equal(rejects[0].raw, "{not json");
+  assert.match(result.stderr, /2 written, 7 rejected, 1 skipped/);
+  assert.equal(fake.stats.requests, 1, "identical records are generated once");
+});
+
+Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({});
+  const input = JSON.stringify(SHAREGPT[0]) + "\nnope\n";
+  const result = await runCli(
+    ["-", "--base-url", fake.url, "--model", "m", "--rejects", join(root, "r.jsonl"), "-q"],
+    { stdin: input },
+  );
+  assert.equal(result.code, 1, result.stderr);
+  const out = parseJsonl(result.stdout) as Json[];
+  assert.equal(out.length, 1);
+  assert.equal(out[0].id, "a1");
+  const rejects = parseJsonl(await Deno.readTextFile(join(root, "r.jsonl"))) as Json[];
+  assert.deepEqual(rejects.map((r) => [r.file, r.line]), [["-", 2]]);
+});
+
+Deno.test("cli: transient upstream errors and invalid thoughts are retried", async () => {
+  const faults = ["rate_limit", "server_error", "no_tags", "invalid_json", "refusal"] as const;
+  await using fake = await startFakeOpenAI({ script: (n) => faults[n - 1] });
+  const root = await tempTree({ "one.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const result = await runCli([
+    join(root, "one.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "m",
+    "--retries",
+    "5",
+  ], { env: { COTFIT_RETRY_BASE_MS: "10" } });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fake.stats.requests, 6);
+  const [record] = parseJsonl(await Deno.readTextFile(join(root, "out/one.jsonl"))) as Json[];
+  assert.match(JSON.stringify(record), /Thought Process:/);
+});
+
+Deno.test("cli: a turn that never gets a valid thought rejects its record with the reason", async () => {
+  await using fake = await startFakeOpenAI({ script: () => "no_tags" });
+  const root = await tempTree({ "one.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const result = await runCli([
+    join(root, "one.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "m",
+    "--retries",
+    "2",
+  ]);
+  assert.equal(result.code, 1);
+  assert.equal(fake.stats.requests, 3);
+  const [reject] = parseJsonl(
+    await Deno.readTextFile(join(root, "out/one.rejects.jsonl")),
+  ) as Json[];
+  assert.match(String(reject.reason), /^turn 2: no valid thought: no <thought_process> tags/);
+  assert.equal(await Deno.readTextFile(join(root, "out/one.jsonl")), "");
+});
+
+Deno.test("cli: a 401 from the upstream stops the run at once with exit 2 and no output", async () => {
+  await using fake = await startFakeOpenAI({ script: () => "unauthorized" });
+  const records = Array.from({ length: 50 }, (_, i) => JSON.stringify({ ...SHAREGPT[0], id: i }));
+  const root = await tempTree({ "many.jsonl": records.join("\n") });
+  const result = await runCli([
+    join(root, "many.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "m",
+    "--concurrency",
+    "2",
+  ], { env: { OPENAI_API_KEY: "sk-secret-123" } });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /error: .*401/);
+  assert.ok(!result.stderr.includes("sk-secret-123"), "the key is never printed");
+  assert.ok(fake.stats.requests <= 4, `stopped at once, made ${fake.stats.requests} calls`);
+  await assert.rejects(() => Deno.stat(join(root, "out/many.jsonl")), Deno.errors.NotFound);
+});
+
+Deno.test("cli: bad usage exits 2 with a one-line reason", async () => {
+  const noModel = await runCli(["in.jsonl", "-o", "out"]);
+  assert.equal(noModel.code, 2);
+  assert.match(noModel.stderr, /^error: .*model/);
+  const badFlag = await runCli(["--concurrency", "zero", "--model", "m", "x.jsonl", "-o", "o"]);
+  assert.equal(badFlag.code, 2);
+  assert.match(badFlag.stderr, /--concurrency/);
+  const missing = await runCli(["/nonexistent/in.jsonl", "-o", "/tmp/x", "--model", "m"]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /Cannot read input "\/nonexistent\/in.jsonl"/);
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--history-tokens/);
+});

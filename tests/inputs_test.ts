@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { InputError, planInputs } from "../src/inputs.ts";
+
+async function tree(files: Record<string, string>): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "cotfit-inputs-" });
+  for (const [path, text] of Object.entries(files)) {
+    await Deno.mkdir(join(root, path, ".."), { recursive: true });
+    await Deno.writeTextFile(join(root, path), text);
+  }
+  return root;
+}
+
+Deno.test("planInputs() maps a directory recursively to the same relative names", async () => {
+  const root = await tree({
+    "in/a.jsonl": "",
+    "in/sub/b.json": "",
+    "in/notes.txt": "",
+    "in/old.rejects.jsonl": "",
+  });
+  const plans = await planInputs([join(root, "in")], join(root, "out"));
+  assert.deepEqual(plans.map((p) => [p.output, p.rejects, p.format]), [
+    [join(root, "out/a.jsonl"), join(root, "out/a.rejects.jsonl"), "jsonl"],
+    [join(root, "out/sub/b.json"), join(root, "out/sub/b.rejects.jsonl"), "auto"],
+  ]);
+});
+
+Deno.test("planInputs() maps a file to its base name and - to stdout", async () => {
+  const root = await tree({ "deep/x.jsonl": "" });
+  const plans = await planInputs([join(root, "deep/x.jsonl"), "-"], join(root, "out"));
+  assert.equal(plans[0].output, join(root, "out/x.jsonl"));
+  assert.deepEqual([plans[1].input, plans[1].output, plans[1].rejects], ["-", null, null]);
+});
+
+Deno.test("planInputs() skips the output directory when it sits inside the input", async () => {
+  const root = await tree({ "a.jsonl": "", "out/a.jsonl": "" });
+  const plans = await planInputs([root], join(root, "out"));
+  assert.deepEqual(plans.map((p) => p.input), [join(root, "a.jsonl")]);
+});
+
+Deno.test("planInputs() refuses colliding outputs, a missing -o, and missing inputs", async () => {
+  const root = await tree({ "a/x.jsonl": "", "b/x.jsonl": "" });
+  await assert.rejects(
+    () => planInputs([join(root, "a/x.jsonl"), join(root, "b/x.jsonl")], join(root, "out")),
+    (error: InputError) => error instanceof InputError && /both write/.test(error.message),
+  );
+  await assert.rejects(() => planInputs([join(root, "a/x.jsonl")], null), InputError);
+  await assert.rejects(() => planInputs([join(root, "nope.jsonl")], root), /Cannot read input/);
+  await assert.rejects(() => planInputs([join(root, "a/x.jsonl")], join(root, "a")), /overwrite/);
+  await assert.rejects(() => planInputs([], root), /no input/);
+});
