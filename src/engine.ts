@@ -12,7 +12,7 @@ import type { Options } from "./config.ts";
 import { createThoughtWriter, type ThoughtWriter } from "./generate.ts";
 import { createChatClient } from "./llm.ts";
 import { createLimiter, type Limiter } from "./pool.ts";
-import { loadPrompt } from "./prompt.ts";
+import { loadPrompt, type PromptTemplate } from "./prompt.ts";
 import type { TextSink } from "./sink.ts";
 import type { TokenUsage } from "./types.ts";
 import { countMessageTokens, countTokens, UsageMeter } from "./usage.ts";
@@ -20,6 +20,9 @@ import { countMessageTokens, countTokens, UsageMeter } from "./usage.ts";
 /** What the shells get back from {@linkcode createEngine}. */
 export interface Engine {
   readonly writeThought: ThoughtWriter;
+  readonly template: PromptTemplate;
+  /** Versions the validation rules inside cache keys. */
+  readonly promptId: string;
   readonly meter: UsageMeter;
   /** Bounds LLM calls in flight across everything this engine serves. */
   readonly limiter: Limiter;
@@ -57,11 +60,12 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
   const meter = new UsageMeter(hooks.now());
   const limiter = createLimiter(options.concurrency);
   const { debugLog, notice } = hooks;
+  // The rendered messages carry the prompt itself; this versions the validation rules.
+  const promptId = `thought-v1;max=${options.maxThoughtTokens}`;
 
   const writeThought = createThoughtWriter({
     template,
-    // The rendered messages carry the prompt itself; this versions the validation rules.
-    promptId: `thought-v1;max=${options.maxThoughtTokens}`,
+    promptId,
     client: createChatClient({
       baseURL: options.baseURL,
       // Local servers (vLLM, llama.cpp) need no key, but the SDK insists on one.
@@ -125,6 +129,8 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
 
   return {
     writeThought,
+    template,
+    promptId,
     meter,
     limiter,
     cache,

@@ -47,6 +47,8 @@ export interface PipelineOptions {
   onBlank?: (line: number) => void;
   /** Aborts in-flight and waiting LLM calls (a server client went away). */
   signal?: AbortSignal;
+  /** Stops taking new records; those already taken finish (the CLI's first ^C). */
+  stop?: AbortSignal;
 }
 
 /**
@@ -62,7 +64,9 @@ export function rephraseStream(options: PipelineOptions): {
   writable: WritableStream<Uint8Array>;
 } {
   const texts = recordTextStream({ maxLineBytes: options.maxLineBytes, format: options.format });
-  let selected: ReadableStream<Line> = texts.readable.pipeThrough(skipBlank(options.onBlank));
+  let selected: ReadableStream<Line> = texts.readable.pipeThrough(
+    skipBlank(options.onBlank, options.stop),
+  );
   if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
   if (options.sample) {
     selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
@@ -73,10 +77,15 @@ export function rephraseStream(options: PipelineOptions): {
   return { readable, writable: texts.writable };
 }
 
-function skipBlank(onBlank?: (line: number) => void): TransformStream<Line, Line> {
+function skipBlank(
+  onBlank?: (line: number) => void,
+  stop?: AbortSignal,
+): TransformStream<Line, Line> {
   return new TransformStream({
     transform(line, controller) {
-      if ("text" in line && line.text.trim() === "") onBlank?.(line.line);
+      // Input already split into lines may sit in buffers: stop here, not only at the source.
+      if (stop?.aborted) controller.terminate();
+      else if ("text" in line && line.text.trim() === "") onBlank?.(line.line);
       else controller.enqueue(line);
     },
   });

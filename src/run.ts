@@ -10,7 +10,8 @@
 import { join } from "node:path";
 import type { Options } from "./config.ts";
 import { createEngine, type Engine } from "./engine.ts";
-import { UpstreamFatalError } from "./generate.ts";
+import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
+import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { type InputPlan, planInputs } from "./inputs.ts";
 import { rephraseStream } from "./pipeline.ts";
 import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
@@ -45,19 +46,33 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
   const plans = await planInputs(options.inputs, options.output);
   const total = selectedTotal(await countTotal(plans), options);
+  // --quiet leaves stderr to errors (and to rejects, when they go there).
+  const say = options.quiet ? () => {} : env.stderr;
   const progress = createProgress({
-    write: env.stderr,
+    write: say,
     isTTY: env.stderrIsTTY,
     now: env.now,
     total,
   });
   const engine = await createEngine(options, {
-    cachePath: runCachePath(options),
+    cachePath: await runCachePath(options),
     debugLog: options.debugLog ? await openAtomicFile(options.debugLog) : null,
     notice: (text) => progress.message(text),
     now: env.now,
   });
   const { meter } = engine;
+  const dryRun = options.dryRun
+    ? createDryRunWriter({
+      template: engine.template,
+      cache: engine.cache,
+      model: options.model,
+      promptId: engine.promptId,
+      temperature: options.temperature,
+      topP: options.topP,
+      maxTokens: options.maxTokens,
+      maxThoughtTokens: options.maxThoughtTokens,
+    })
+    : null;
   const progressState = (): ProgressState => {
     const snapshot = meter.snapshot(env.now());
     return {
@@ -75,7 +90,15 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
   try {
     for (const plan of plans) {
       if (env.stop.aborted) break;
-      await convertOne(plan, { options, env, engine, progress, progressState });
+      await convertOne(plan, {
+        options,
+        env,
+        engine,
+        progress,
+        progressState,
+        writeThought: dryRun?.writeThought ?? engine.writeThought,
+        dryRun: dryRun !== null,
+      });
     }
   } catch (error) {
     if (!(error instanceof UpstreamFatalError)) throw error;
@@ -88,7 +111,16 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
 
   progress.finish(progressState());
   const snapshot = meter.snapshot(env.now());
-  env.stderr(formatSummary(snapshot, options.prices) + "\n");
+  if (dryRun) {
+    const records = {
+      read: snapshot.conversations,
+      rejected: snapshot.rejected,
+      skipped: snapshot.skipped,
+    };
+    say(formatDryRun(dryRun.estimate, records, options.prices) + "\n");
+    return env.stop.aborted ? EXIT.interrupted : EXIT.ok;
+  }
+  say(formatSummary(snapshot, options.prices) + "\n");
   if (options.output) {
     await Deno.mkdir(options.output, { recursive: true });
     const usage = { ...snapshot, cost: meter.cost(options.prices), interrupted: env.stop.aborted };
@@ -105,6 +137,9 @@ interface ConvertContext {
   options: Options;
   env: RunEnvironment;
   engine: Engine;
+  writeThought: ThoughtWriter;
+  /** Count only: no output or rejects file is written. */
+  dryRun: boolean;
   progress: Progress;
   progressState: () => ProgressState;
 }
@@ -112,13 +147,31 @@ interface ConvertContext {
 async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
   const { options, env, engine, progress } = context;
   const { meter } = engine;
+  const dryRun = options.dryRun
+    ? createDryRunWriter({
+      template: engine.template,
+      cache: engine.cache,
+      model: options.model,
+      promptId: engine.promptId,
+      temperature: options.temperature,
+      topP: options.topP,
+      maxTokens: options.maxTokens,
+      maxThoughtTokens: options.maxThoughtTokens,
+    })
+    : null;
   const isArray = plan.format === "auto" && await startsWithArray(plan.input);
   const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
-  const out: TextSink = plan.output ? await openAtomicFile(plan.output) : streamSink(env.stdout);
+  const out: TextSink = context.dryRun
+    ? nullSink()
+    : plan.output
+    ? await openAtomicFile(plan.output)
+    : streamSink(env.stdout);
   // Opened on the first reject, so a clean run leaves no rejects file.
   const rejects: { sink: TextSink | null } = { sink: null };
   const openRejects = async () =>
-    rejects.sink ??= plan.rejects
+    rejects.sink ??= context.dryRun
+      ? nullSink()
+      : plan.rejects
       ? await openAtomicFile(plan.rejects)
       : options.rejects
       ? await openAtomicFile(options.rejects)
@@ -126,7 +179,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
 
   const pipeline = rephraseStream({
     framing: { preface: options.cotPreface, suffix: options.cotSuffix },
-    writeThought: engine.writeThought,
+    writeThought: context.writeThought,
     window: Math.max(64, options.concurrency * 2),
     historyTokens: options.historyTokens,
     countTokens,
@@ -135,6 +188,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
     onBlank: () => meter.addRecord("skipped"),
+    stop: env.stop,
   });
   // On interrupt, stop reading but close (not abort) the pipeline so in-flight records finish.
   const feeding = source.pipeTo(pipeline.writable, { signal: env.stop, preventAbort: true })
@@ -159,7 +213,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
   await feeding;
   await out.commit();
   if (rejects.sink) await rejects.sink.commit();
-  else if (plan.rejects) await Deno.remove(plan.rejects).catch(() => {});
+  else if (plan.rejects && !context.dryRun) await Deno.remove(plan.rejects).catch(() => {});
 
   async function route(outcome: Outcome) {
     meter.addConversation();
@@ -184,6 +238,14 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
   }
 }
 
+function nullSink(): TextSink {
+  return {
+    write: () => Promise.resolve(),
+    commit: () => Promise.resolve(),
+    discard: () => Promise.resolve(),
+  };
+}
+
 function stderrSink(env: RunEnvironment): TextSink {
   return {
     write(text) {
@@ -195,11 +257,16 @@ function stderrSink(env: RunEnvironment): TextSink {
   };
 }
 
-/** The persistent cache: `--cache`, else beside the outputs; stdin-to-stdout runs keep none. */
-function runCachePath(options: Options): string | null {
+/**
+ * The persistent cache: `--cache`, else beside the outputs; stdin-to-stdout runs keep none.
+ * A dry run only reads an existing one, so it leaves nothing behind.
+ */
+async function runCachePath(options: Options): Promise<string | null> {
   if (options.noCache) return null;
-  if (options.cache) return options.cache;
-  return options.output ? join(options.output, ".cotfit-cache.sqlite") : null;
+  const path = options.cache ??
+    (options.output ? join(options.output, ".cotfit-cache.sqlite") : null);
+  if (path === null || !options.dryRun) return path;
+  return await Deno.stat(path).then(() => path, () => null);
 }
 
 async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
