@@ -92,6 +92,7 @@ export interface OfflineLlm extends AsyncDisposable {
 const OFFLINE_MODEL = "cotfit-offline";
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
+const encoder = new TextEncoder();
 
 /**
  * Starts the offline endpoint on `hostname:port`. It serves `POST /v1/chat/completions` (the
@@ -128,47 +129,62 @@ export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<Offlin
     );
   }
   const stats = { requests: 0, inFlight: 0, maxInFlight: 0, aborted: 0 };
-  // Signals of the replies still in flight, aborted all at once by close().
-  const live = new Set<AbortController>();
+  // Ends every waiting reply at once when close() runs.
+  const waiting = new Set<() => void>();
   let closed = false;
 
   async function chat(request: Request): Promise<Response> {
     const n = ++stats.requests;
     if (++stats.inFlight > stats.maxInFlight) stats.maxInFlight = stats.inFlight;
-    let parsed: unknown;
+    let body: ChatRequestBody | string;
     try {
-      parsed = await request.json();
+      body = chatRequestBody(await request.json());
     } catch {
-      stats.inFlight--;
-      return errorResponse(400, "Cannot parse request body: not JSON", "invalid_request_error");
+      body = "Cannot parse request body: not JSON";
     }
-    const body = chatRequestBody(parsed);
-    if (typeof body === "string" || (latencyMs === 0 && respond === undefined)) {
-      // The bench path: nothing waits, so nothing needs tracking.
+    if (typeof body === "string") {
       stats.inFlight--;
-      return typeof body === "string"
-        ? errorResponse(400, body, "invalid_request_error")
-        : defaultReply(body, n);
+      return errorResponse(400, body, "invalid_request_error");
     }
-    const reply = new AbortController();
-    live.add(reply);
-    if (closed) reply.abort();
+
+    let hook: AbortController | undefined;
+    let stopHook: (() => void) | undefined;
     const end = (cancelled: boolean) => {
       stats.inFlight--;
-      live.delete(reply);
+      if (stopHook) waiting.delete(stopHook);
       if (cancelled) {
         stats.aborted++;
-        reply.abort();
+        hook?.abort();
       }
     };
     let custom: Response | undefined;
-    try {
-      custom = await respond?.(body, n, reply.signal, request.headers);
-    } catch (error) {
-      end(false);
-      throw error;
+    if (respond) {
+      const controller = hook = new AbortController();
+      stopHook = () => controller.abort();
+      waiting.add(stopHook);
+      if (closed) stopHook();
+      try {
+        custom = await respond(body, n, controller.signal, request.headers);
+      } catch (error) {
+        end(false);
+        throw error;
+      }
     }
-    return delayedBody(custom ?? defaultReply(body, n), latencyMs, reply.signal, end);
+    if (custom) {
+      const stream = trackedBody(custom.body, closed ? 0 : latencyMs, waiting, end);
+      const { status, statusText, headers } = custom;
+      return new Response(stream, { status, statusText, headers });
+    }
+    const json = defaultReplyJson(body, n);
+    if (latencyMs === 0 || closed) {
+      // The bench path: nothing waits, so there is nothing to track.
+      end(false);
+      return new Response(json, { headers: JSON_HEADERS });
+    }
+    const bytes = encoder.encode(json);
+    return new Response(trackedBody(bytes, latencyMs, waiting, end), {
+      headers: { ...JSON_HEADERS, "content-length": String(bytes.length) },
+    });
   }
 
   function handle(request: Request): Response | Promise<Response> {
@@ -191,7 +207,7 @@ export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<Offlin
   const url = `http://${server.addr.hostname}:${server.addr.port}/v1`;
   async function close(): Promise<void> {
     closed = true;
-    for (const reply of live) reply.abort();
+    for (const stop of waiting) stop();
     await server.shutdown();
   }
   return Promise.resolve({ url, stats, close, [Symbol.asyncDispose]: close });
@@ -301,10 +317,14 @@ export interface CompletionOptions {
  * ```
  */
 export function completionResponse(options: CompletionOptions): Response {
+  return new Response(completionJson(options), { headers: JSON_HEADERS });
+}
+
+function completionJson(options: CompletionOptions): string {
   const { model, content, finishReason = "stop", promptChars = 0, n = 0 } = options;
   const promptTokens = Math.ceil(promptChars / 4);
   const completionTokens = Math.ceil(content.length / 4);
-  const body = JSON.stringify({
+  return JSON.stringify({
     id: `chatcmpl-offline-${n}`,
     object: "chat.completion",
     created: Math.floor(Date.now() / 1000),
@@ -320,7 +340,6 @@ export function completionResponse(options: CompletionOptions): Response {
       total_tokens: promptTokens + completionTokens,
     },
   });
-  return new Response(body, { headers: JSON_HEADERS });
 }
 
 /**
@@ -352,10 +371,10 @@ export function errorResponse(
   return new Response(body, { status, headers: { ...JSON_HEADERS, ...headers } });
 }
 
-function defaultReply(body: ChatRequestBody, n: number): Response {
+function defaultReplyJson(body: ChatRequestBody, n: number): string {
   let promptChars = 0;
   for (const message of body.messages) promptChars += message.content?.length ?? 0;
-  return completionResponse({
+  return completionJson({
     model: body.model,
     content: offlineThought(lastUserText(body.messages)),
     promptChars,
@@ -409,38 +428,51 @@ function methodNotAllowed(request: Request, allowed: string): Response {
 }
 
 /**
- * `response` with its body held back `delayMs` (less if `signal` aborts first). `onEnd` learns
- * when the body is done or the client left (`cancelled`). Waiting in the body, after the
- * headers, is what makes a client that leaves visible: Deno reports a disconnect to a pending
- * response body, but not always to `request.signal` while the handler still works on a request
- * whose body was larger than a few hundred bytes.
+ * A reply body that starts after `delayMs` (sooner once the wait is released from `waiting`)
+ * and tells `onEnd` once whether it was delivered or the client left (`cancelled`). Waiting in
+ * the body, after the headers, is what makes a client that leaves visible: Deno reports a
+ * disconnect to a pending response body, but not always to `request.signal` while the handler
+ * still works on a request whose body was over a few hundred bytes.
  */
-function delayedBody(
-  response: Response,
+function trackedBody(
+  source: Uint8Array | ReadableStream<Uint8Array> | null,
   delayMs: number,
-  signal: AbortSignal,
+  waiting: Set<() => void>,
   onEnd: (cancelled: boolean) => void,
-): Response {
-  const reader = response.body?.getReader();
+): ReadableStream<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let release: (() => void) | undefined;
+  const waited = delayMs > 0
+    ? new Promise<void>((resolve) => {
+      release = resolve;
+      timer = setTimeout(resolve, delayMs);
+      waiting.add(resolve);
+    })
+    : undefined;
+  const reader = source instanceof ReadableStream ? source.getReader() : undefined;
   let ended = false;
   const end = (cancelled: boolean) => {
     if (ended) return;
     ended = true;
+    clearTimeout(timer);
+    if (release) waiting.delete(release);
     onEnd(cancelled);
   };
-  const waited = delayMs > 0 ? delay(delayMs, signal) : undefined;
-  const body = new ReadableStream<Uint8Array>({
+  return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         if (waited) await waited;
-        const chunk = ended || !reader ? undefined : await reader.read();
         if (ended) return;
-        if (!chunk || chunk.done) {
+        if (!reader) {
+          if (source instanceof Uint8Array) controller.enqueue(source);
           controller.close();
-          end(false);
-        } else {
-          controller.enqueue(chunk.value);
+          return end(false);
         }
+        const chunk = await reader.read();
+        if (ended) return;
+        if (!chunk.done) return controller.enqueue(chunk.value);
+        controller.close();
+        end(false);
       } catch (error) {
         end(false);
         throw error;
@@ -450,25 +482,6 @@ function delayedBody(
       end(true);
       return reader?.cancel(reason);
     },
-  });
-  return new Response(body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers: response.headers,
-  });
-}
-
-/** Resolves after `ms`, or as soon as `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
   });
 }
 

@@ -147,18 +147,6 @@ interface ConvertContext {
 async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
   const { options, env, engine, progress } = context;
   const { meter } = engine;
-  const dryRun = options.dryRun
-    ? createDryRunWriter({
-      template: engine.template,
-      cache: engine.cache,
-      model: options.model,
-      promptId: engine.promptId,
-      temperature: options.temperature,
-      topP: options.topP,
-      maxTokens: options.maxTokens,
-      maxThoughtTokens: options.maxThoughtTokens,
-    })
-    : null;
   const isArray = plan.format === "auto" && await startsWithArray(plan.input);
   const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
   const out: TextSink = context.dryRun
