@@ -279,3 +279,28 @@ Deno.test("long run: the first interrupt finishes in-flight records, writes them
   assert.equal(usage.interrupted, true);
   assert.equal(usage.written, out.length);
 });
+
+Deno.test("long run: a second interrupt exits at once, keeping what the cache got", async () => {
+  await using fake = await startFakeOpenAI({ latencyMs: 2_000 });
+  const root = await tempTree({ "data.jsonl": dataset(50) });
+  const child = spawnCli([
+    join(root, "data.jsonl"),
+    "-o",
+    join(root, "out"),
+    "--base-url",
+    fake.url,
+    "--model",
+    "m",
+    "--concurrency",
+    "4",
+  ]);
+  await waitFor(() => fake.stats.inFlight >= 4);
+  child.kill("SIGINT");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const started = Date.now();
+  child.kill("SIGINT");
+  const { code } = await child.output();
+  assert.equal(code, 130);
+  assert.ok(Date.now() - started < 1_500, "did not wait for the 2 s calls");
+  await assert.rejects(() => Deno.stat(join(root, "out/data.jsonl")), Deno.errors.NotFound);
+});
