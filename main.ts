@@ -26,6 +26,7 @@ import {
   parseCliArgs,
   resolveOptions,
 } from "./src/config.ts";
+import { lazyEnv } from "./src/env.ts";
 import { InputError } from "./src/inputs.ts";
 import { startOfflineLlm } from "./src/offline_llm.ts";
 import { PromptError } from "./src/prompt.ts";
@@ -57,7 +58,9 @@ export async function main(args: string[]): Promise<number> {
       positionals: parsed.positionals,
       configText,
       configPath: parsed.configPath,
-      env: Deno.env.toObject(),
+      env: lazyEnv((name) =>
+        console.error(`warning: cannot read environment variable ${name}: add it to --allow-env`)
+      ),
     });
   } catch (error) {
     return fail(error);
