@@ -171,6 +171,8 @@ const REASON_PHRASES: Readonly<Record<number, string>> = {
  *
  * @param options Endpoint, model, sampling and deadline.
  * @returns A client reusing one SDK instance for all its calls.
+ * @throws {RangeError} when `timeoutMs` is not a positive number.
+ * @throws {TypeError} when `baseURL` is not an http(s) URL.
  *
  * @example Usage against the offline endpoint
  * ```ts
@@ -195,6 +197,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
     throw new RangeError(`Cannot create chat client: timeoutMs must be > 0, got ${timeoutMs}`);
   }
+  const origin = httpOrigin(options.baseURL);
   const sdk = new OpenAI({
     baseURL: options.baseURL,
     apiKey: apiKey === "" ? "no-key" : apiKey,
@@ -211,7 +214,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const context: ErrorContext = {
     apiKey,
     apiKeyEnv: options.apiKeyEnv ?? "OPENAI_API_KEY",
-    origin: originOf(options.baseURL),
+    origin,
     timeoutMs,
   };
   const request = {
@@ -369,7 +372,9 @@ function classify(error: unknown, context: ErrorContext): LlmError {
       `upstream unreachable: ${connectionProblem(error, context)} at ${context.origin}`,
     );
   }
-  if (error instanceof APIError && error.status !== undefined) return statusError(error, context);
+  if (error instanceof APIError && error.status !== undefined) {
+    return statusError(error, error.status, context);
+  }
   if (error instanceof SyntaxError) {
     return new LlmError(
       "transient",
@@ -384,8 +389,7 @@ function classify(error: unknown, context: ErrorContext): LlmError {
   return new LlmError("transient", `upstream call failed: ${detailOf(text, context)}`);
 }
 
-function statusError(error: APIError, context: ErrorContext): LlmError {
-  const status = error.status as number;
+function statusError(error: APIError, status: number, context: ErrorContext): LlmError {
   const reason = REASON_PHRASES[status];
   const detail = detailOf(serverMessage(error), context);
   let message = `upstream answered ${status}${reason ? ` ${reason}` : ""}${
@@ -400,7 +404,9 @@ function statusError(error: APIError, context: ErrorContext): LlmError {
     return new LlmError("transient", message, data);
   }
   if (error instanceof AuthenticationError || error instanceof PermissionDeniedError) {
-    message += `; check the API key (env var ${context.apiKeyEnv})`;
+    message += context.apiKey === ""
+      ? `; no API key is set (env var ${context.apiKeyEnv})`
+      : `; check the API key (env var ${context.apiKeyEnv})`;
     return new LlmError("fatal", message, data);
   }
   if (error instanceof NotFoundError) {
@@ -475,13 +481,16 @@ function timeoutError(context: ErrorContext): LlmError {
   );
 }
 
-/** The URL's origin only: a base URL may carry credentials in its user info or query. */
-function originOf(baseURL: string): string {
-  try {
-    return new URL(baseURL).origin;
-  } catch {
-    return "(invalid base URL)";
+/**
+ * The URL's origin, for messages: a base URL may carry credentials in its user info or query.
+ * Checked up front, or the SDK's TypeError at call time would pass for a transient failure.
+ */
+function httpOrigin(baseURL: string): string {
+  const url = URL.parse(baseURL);
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new TypeError("Cannot create chat client: baseURL must be an http(s) URL");
   }
+  return url.origin;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

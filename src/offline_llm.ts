@@ -159,6 +159,7 @@ export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<Offlin
     };
     let custom: Response | undefined;
     if (respond) {
+      // The hook's signal lives until the reply body ends, so close() can end a stalled body.
       const controller = hook = new AbortController();
       stopHook = () => controller.abort();
       waiting.add(stopHook);
@@ -204,17 +205,22 @@ export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<Offlin
   } catch (error) {
     return Promise.reject(error);
   }
-  const url = `http://${server.addr.hostname}:${server.addr.port}/v1`;
-  async function close(): Promise<void> {
-    closed = true;
-    for (const stop of waiting) stop();
-    await server.shutdown();
+  const { hostname: host, port: boundPort } = server.addr;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}/v1`;
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    if (!closing) {
+      closed = true;
+      for (const stop of waiting) stop();
+      closing = server.shutdown();
+    }
+    return closing;
   }
   return Promise.resolve({ url, stats, close, [Symbol.asyncDispose]: close });
 }
 
 /**
- * The default reply to a chat request: a first-person thought, 3 or 4 sentences, wrapped in
+ * The default reply to a chat request: a first-person thought of 2 to 4 sentences, wrapped in
  * `<thought_process>` tags. It is built from the request's data sections (`<system_prompt>`,
  * `<history>`, `<user_message>`, `<tool_activity>`, `<answer>`; the whole text when they are
  * absent): it quotes the start of the user's message and describes the answer's shape (length,
@@ -246,7 +252,7 @@ export function offlineThought(prompt: string): string {
   sentences.push(
     opening === ""
       ? "The user gives me no explicit question, so I work from the context around it."
-      : `The user asks: "${opening}".`,
+      : `The user asks: "${opening}"${/[.?!…]$/.test(opening) ? "" : "."}`,
   );
 
   if (hasContent(section(prompt, "tool_activity", false))) {
@@ -270,7 +276,10 @@ export function offlineThought(prompt: string): string {
     : hasList
     ? ", organised as a list"
     : "";
-  if (words > 0) sentences.push(`My reply should be ${size}, roughly ${words} words${shape}.`);
+  if (words > 0) {
+    const count = words === 1 ? "a word or two" : `roughly ${words} words`;
+    sentences.push(`My reply should be ${size}, ${count}${shape}.`);
+  }
 
   sentences.push(approach(hasCode, hasSteps, hasList, hash(opening) + words));
   return `<thought_process>\n${sentences.join(" ")}\n</thought_process>`;
@@ -498,8 +507,11 @@ function section(text: string, tag: string, last: boolean): string | null {
   return end < from ? text.slice(from) : text.slice(from, end);
 }
 
+/** cotfit's prompt marks an empty section with `(none)`. */
 function hasContent(text: string | null): boolean {
-  return text !== null && text.trim() !== "";
+  if (text === null) return false;
+  const trimmed = text.trim();
+  return trimmed !== "" && trimmed !== "(none)";
 }
 
 const OPENING_MAX_CHARS = 120;

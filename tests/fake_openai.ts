@@ -153,10 +153,8 @@ export interface FakeOpenAI extends AsyncDisposable {
 export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeOpenAI> {
   const { latencyMs = 0, seed = 0, script, recordBodies = false, port = 0 } = options;
   const table = faultTable(options.faults ?? {});
-  const faults = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<
-    FaultKind,
-    number
-  >;
+  const faults = {} as Record<FaultKind, number>;
+  for (const kind of FAULT_KINDS) faults[kind] = 0;
   const bodies: ChatRequestBody[] = [];
   let down = false;
   let outage = 0;

@@ -401,6 +401,27 @@ Deno.test("complete() makes exactly one attempt per call", async () => {
 
 Deno.test("createChatClient() rejects a timeout that is not positive", () => {
   assert.throws(() => clientFor("http://127.0.0.1:1/v1", { timeoutMs: 0 }), RangeError);
+  assert.throws(() => clientFor("http://127.0.0.1:1/v1", { timeoutMs: Number.NaN }), RangeError);
+});
+
+Deno.test("createChatClient() rejects a base URL that is not http(s)", () => {
+  for (const baseURL of ["localhost:8000/v1", "ftp://example.com/v1", ""]) {
+    assert.throws(() => clientFor(baseURL), TypeError, baseURL);
+  }
+});
+
+Deno.test("complete() says so when a 401 follows an empty API key", async () => {
+  let auth: string | null = null;
+  await using llm = await replyWith((_body, _n, _signal, headers) => {
+    auth = headers.get("authorization");
+    return errorResponse(401, "Missing bearer token", "invalid_request_error");
+  });
+  const client = clientFor(llm.url, { apiKey: "", apiKeyEnv: "COTFIT_API_KEY" });
+  const error = await failure(client.complete(MESSAGES));
+
+  assert.equal(error.kind, "fatal");
+  assert.match(error.message, /; no API key is set \(env var COTFIT_API_KEY\)$/);
+  assert.equal(auth, "Bearer no-key");
 });
 
 Deno.test("retryDelay() grows exponentially with equal jitter up to maxMs", () => {
