@@ -32,6 +32,13 @@ export interface PipelineOptions {
    * @default {64}
    */
   window?: number;
+  /**
+   * Total record text, in UTF-16 units, the window may hold; a few huge records then cannot
+   * blow memory while a window of many small ones stays wide.
+   *
+   * @default {64 MiB}
+   */
+  maxWindowChars?: number;
   /** @default {3000} */
   historyTokens?: number;
   countTokens?: (text: string) => number;
@@ -72,7 +79,11 @@ export function rephraseStream(options: PipelineOptions): {
     selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
   }
   const readable = selected.pipeThrough(
-    mapOrdered((line: Line) => processLine(line, options), { window: options.window ?? 64 }),
+    mapOrdered((line: Line) => processLine(line, options), {
+      window: options.window ?? 64,
+      weigh: (line) => "text" in line ? line.text.length : 0,
+      maxWeight: options.maxWindowChars ?? 64 * 1024 * 1024,
+    }),
   );
   return { readable, writable: texts.writable };
 }

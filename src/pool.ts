@@ -7,13 +7,23 @@
  */
 
 /** Options of {@linkcode mapOrdered}. */
-export interface MapOrderedOptions {
+export interface MapOrderedOptions<I = unknown> {
   /**
    * How many items may be in progress or waiting for an earlier one at once.
    *
    * @default {16}
    */
   window?: number;
+  /**
+   * Weight of an item (e.g. its size in bytes); items are held back while the weight of those in
+   * the window reaches `maxWeight`, so a window of many small records stays cheap and a few huge
+   * ones cannot blow memory. One item is always let in.
+   *
+   * @default {() => 0}
+   */
+  weigh?: (item: I) => number;
+  /** @default {Infinity} */
+  maxWeight?: number;
 }
 
 /**
@@ -37,11 +47,13 @@ export interface MapOrderedOptions {
  */
 export function mapOrdered<I, O>(
   fn: (item: I) => Promise<O>,
-  options: MapOrderedOptions = {},
+  options: MapOrderedOptions<I> = {},
 ): TransformStream<I, O> {
   const window = Math.max(1, options.window ?? 16);
+  const { weigh, maxWeight = Infinity } = options;
   // Each slot settles to its value; the head is emitted once settled, then the next, and so on.
-  const queue: { done: boolean; value?: O }[] = [];
+  const queue: { done: boolean; value?: O; weight: number }[] = [];
+  let weight = 0;
   let failure: { error: unknown } | null = null;
   let wake: (() => void) | null = null;
   let controllerRef: TransformStreamDefaultController<O>;
@@ -49,7 +61,9 @@ export function mapOrdered<I, O>(
   function drain() {
     try {
       while (queue.length > 0 && queue[0].done) {
-        controllerRef.enqueue(queue.shift()!.value as O);
+        const head = queue.shift()!;
+        weight -= head.weight;
+        controllerRef.enqueue(head.value as O);
       }
     } catch (error) {
       // The readable side was cancelled: nobody wants more results.
@@ -70,8 +84,12 @@ export function mapOrdered<I, O>(
         controllerRef = controller;
       },
       async transform(item) {
-        const slot: { done: boolean; value?: O } = { done: false };
+        const slot: { done: boolean; value?: O; weight: number } = {
+          done: false,
+          weight: weigh?.(item) ?? 0,
+        };
         queue.push(slot);
+        weight += slot.weight;
         fn(item).then(
           (value) => {
             slot.value = value;
@@ -85,7 +103,12 @@ export function mapOrdered<I, O>(
             resume?.();
           },
         );
-        while (queue.length >= window && failure === null) await waitForProgress();
+        while (
+          (queue.length >= window || (weight >= maxWeight && queue.length > 0)) &&
+          failure === null
+        ) {
+          await waitForProgress();
+        }
         if (failure) throw failure.error;
       },
       async flush() {

@@ -74,3 +74,26 @@ Deno.test("createLimiter() frees the slot when a task throws", async () => {
   assert.equal(await limiter.run(() => Promise.resolve("next")), "next");
   assert.equal(limiter.active, 0);
 });
+
+Deno.test("mapOrdered() holds items back while the window's weight is at its cap", async () => {
+  let running = 0;
+  let peak = 0;
+  const out = ReadableStream.from([5, 5, 5, 1, 1, 1, 1, 1]).pipeThrough(
+    mapOrdered(async (size: number) => {
+      running++;
+      peak = Math.max(peak, running);
+      await delay(5, null);
+      running--;
+      return size;
+    }, { window: 100, weigh: (size) => size, maxWeight: 10 }),
+  );
+  assert.deepEqual(await Array.fromAsync(out), [5, 5, 5, 1, 1, 1, 1, 1]);
+  assert.ok(peak <= 6, `peak ${peak}`);
+});
+
+Deno.test("mapOrdered() lets one item in even when it alone is over the weight cap", async () => {
+  const out = ReadableStream.from([50, 60]).pipeThrough(
+    mapOrdered((size: number) => Promise.resolve(size), { weigh: (size) => size, maxWeight: 10 }),
+  );
+  assert.deepEqual(await Array.fromAsync(out), [50, 60]);
+});
