@@ -210,11 +210,12 @@ export interface Options {
   /** `--port`: port `serve` listens on; 0 picks a free one. @default {8787} */
   readonly port: number;
   /**
-   * Secret: `--token`, env `COTFIT_TOKEN`: the bearer token `serve` requires.
+   * Secret: `--token`, env `COTFIT_TOKEN`: the bearer token `serve` requires; needed on a
+   * non-loopback `host` unless `insecureNoAuth`.
    * @default {undefined}
    */
   readonly token: string | undefined;
-  /** `--insecure-no-auth`: `serve` accepts requests without a token. @default {false} */
+  /** `--insecure-no-auth`: `serve` on a non-loopback host without a token. @default {false} */
   readonly insecureNoAuth: boolean;
   /** `--max-requests`: requests `serve` handles at once. @default {64} */
   readonly maxRequests: number;
@@ -327,8 +328,9 @@ LONG RUNS:
 SERVER (cotfit serve):
       --host=HOST             Interface to listen on (default 127.0.0.1)
       --port=PORT             Port to listen on; 0 picks a free one (default 8787)
-      --token=TOKEN           Bearer token clients must send; required unless --insecure-no-auth
-                              (env COTFIT_TOKEN, better: flags show in the process list)
+      --token=TOKEN           Bearer token clients must send; required on a non-loopback --host
+                              unless --insecure-no-auth (env COTFIT_TOKEN, better: flags show in
+                              the process list)
       --insecure-no-auth      Accept requests without a token
       --max-requests=N        Requests handled at once (default 64)
       --request-concurrency=N LLM calls in flight per request (default 16)
@@ -450,9 +452,20 @@ export function resolveOptions(input: ResolveInput): Options {
       "--model",
     );
   }
-  if (command === "serve" && token === undefined && !rest.insecureNoAuth) {
+  if (
+    command === "serve" && token === undefined && !rest.insecureNoAuth &&
+    !isLoopbackHost(rest.host)
+  ) {
     throw new ConfigError(
-      "no token for serve: set COTFIT_TOKEN (or --token), or pass --insecure-no-auth",
+      `no token for serve on non-loopback host ${rest.host}: set COTFIT_TOKEN (or --token), ` +
+        "or pass --insecure-no-auth",
+      "--token",
+    );
+  }
+  if (command === "serve" && token !== undefined && !isBearerToken(token)) {
+    throw new ConfigError(
+      "the serve token must be letters, digits and . _ ~ + / - (then = padding), as " +
+        "bearer tokens are; try: openssl rand -hex 24",
       "--token",
     );
   }
@@ -600,6 +613,51 @@ function nodeInspect(
   inspect: (value: unknown, options: unknown) => string,
 ): string {
   return inspect(redactOptions(this), inspectOptions);
+}
+
+const IPV4_LOOPBACK = /^127(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+// Every group zero but a last 1, written with `::` or in all eight groups: ::1, 0:0:0:0:0:0:0:1.
+const IPV6_LOOPBACK = /^(?:[0:]*::(?:0{1,4}:)*|(?:0{1,4}:){7})0{0,3}1$/;
+const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
+
+/**
+ * Whether `serve` listening on `host` is reachable from this machine only: `localhost`,
+ * 127.0.0.0/8 or `::1` (brackets allowed). Such a server may run without a token.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isLoopbackHost } from "./config.ts";
+ *
+ * assert.ok(isLoopbackHost("127.0.0.1") && isLoopbackHost("localhost") && isLoopbackHost("[::1]"));
+ * assert.ok(!isLoopbackHost("0.0.0.0") && !isLoopbackHost("::") && !isLoopbackHost("10.0.0.7"));
+ * ```
+ *
+ * @param host A hostname or IP address, as given to `--host`.
+ * @returns `true` for a loopback name or address.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return name === "localhost" || IPV4_LOOPBACK.test(name) || IPV6_LOOPBACK.test(name);
+}
+
+/**
+ * Whether `text` can be sent as `Authorization: Bearer <text>` (RFC 6750's b64token syntax).
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isBearerToken } from "./config.ts";
+ *
+ * assert.ok(isBearerToken("3f9a0c-Zz_~+/=="));
+ * assert.ok(!isBearerToken("two words") && !isBearerToken(""));
+ * ```
+ *
+ * @param text A candidate token.
+ * @returns `true` when every character is allowed.
+ */
+export function isBearerToken(text: string): boolean {
+  return BEARER_TOKEN.test(text);
 }
 
 function commandOf(positionals: readonly string[]): Command {

@@ -558,11 +558,27 @@ Deno.test("resolveOptions() checks what a command needs", () => {
   assert.equal(demo.model, "cotfit-offline-demo");
   assert.equal(resolve(["demo", "--model", "m"]).model, "m");
 
-  assert.equal(configError(() => resolve(["serve", "--model", "m"])).path, "--token");
-  const served = resolve(["serve", "--model", "m"], { env: { COTFIT_TOKEN: TOKEN } });
+  // Loopback needs no token; any other host needs one, or --insecure-no-auth.
+  for (const host of ["127.0.0.1", "127.8.0.1", "localhost", "::1", "[::1]"]) {
+    assert.equal(resolve(["serve", "--model", "m", "--host", host]).token, undefined, host);
+  }
+  for (const host of ["0.0.0.0", "::", "10.1.2.3", "example.com"]) {
+    const open = configError(() => resolve(["serve", "--model", "m", "--host", host]));
+    assert.equal(open.path, "--token", host);
+    assert.match(open.message, /^no token for serve on non-loopback host /);
+    assert.equal(
+      resolve(["serve", "--model", "m", "--host", host, "--insecure-no-auth"]).insecureNoAuth,
+      true,
+    );
+  }
+  const served = resolve(["serve", "--model", "m", "--host", "0.0.0.0"], {
+    env: { COTFIT_TOKEN: TOKEN },
+  });
   assert.equal(served.token, TOKEN);
   assert.deepEqual(served.inputs, []);
-  assert.equal(resolve(["serve", "--model", "m", "--insecure-no-auth"]).insecureNoAuth, true);
+  const badToken = configError(() => resolve(["serve", "--model", "m", "--token", "a b"]));
+  assert.equal(badToken.path, "--token");
+  assert.ok(!badToken.message.includes("a b"));
   // A config's input_dir does not apply to serve, even a placeholder one.
   const configText = "path:\n  input_dir: ./in/!!PLACEHOLDER!!\n";
   assert.deepEqual(

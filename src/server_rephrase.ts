@@ -1,0 +1,265 @@
+/**
+ * One `POST /v1/rephrase` exchange as streams: request body bytes in, NDJSON bytes out, through
+ * the shared pipeline. Adds what a network client needs: a per-request cap on LLM calls, abort
+ * when the client goes away or the upstream fails, and a final fatal error line whenever the
+ * output ends early, so a client never hangs or mistakes a cut stream for a complete one.
+ *
+ * @module
+ */
+
+import type { Engine } from "./engine.ts";
+import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
+import { rephraseStream } from "./pipeline.ts";
+import { createLimiter } from "./pool.ts";
+import type { Framing } from "./records.ts";
+import type { UpstreamHealth } from "./server_health.ts";
+import type { RequestErrorKind } from "./server_metrics.ts";
+import type { Outcome } from "./types.ts";
+import { countTokens } from "./usage.ts";
+
+/** Options of {@linkcode rephraseBody}. */
+export interface RephraseOptions {
+  /** The server's engine, shared by all requests (cache, dedupe, global call cap, meter). */
+  engine: Pick<Engine, "writeThought" | "meter">;
+  framing: Framing;
+  /**
+   * LLM calls this request may have in flight (waiting ones included).
+   *
+   * @default {16}
+   */
+  requestConcurrency?: number;
+  /**
+   * Drop the error lines of rejected records.
+   *
+   * @default {false}
+   */
+  omitRejects?: boolean;
+  /**
+   * Records in progress or waiting for an earlier one; bounds this request's memory.
+   *
+   * @default {max(16, 2 * requestConcurrency)}
+   */
+  window?: number;
+  /** @default {3000} */
+  historyTokens?: number;
+  /** @default {16 MiB} */
+  maxLineBytes?: number;
+  /** Graceful shutdown: stop reading a body still arriving; the records read so far finish. */
+  stop?: AbortSignal;
+  /** Forced shutdown: abort this request's LLM calls and end its output. */
+  halt?: AbortSignal;
+  /** Told about every finished turn and every refusal. */
+  health?: UpstreamHealth;
+  /** Called once when the output is over: `null` when complete, else why it ended early. */
+  onEnd?: (kind: RequestErrorKind | null) => void;
+  /** Told about errors that are bugs, not the client's or the upstream's doing. */
+  onInternalError?: (error: unknown) => void;
+}
+
+/** How {@linkcode RephraseOptions.requestConcurrency} defaults. */
+const DEFAULT_REQUEST_CONCURRENCY = 16;
+
+/** generate.ts's reason for a transient upstream failure that outlasted every retry. */
+const UNAVAILABLE = "upstream unavailable";
+
+const encoder = new TextEncoder();
+
+interface Ending {
+  readonly kind: RequestErrorKind;
+  /** The fatal error line's message; `null` when nobody is left to read it. */
+  readonly message: string | null;
+}
+
+/**
+ * Rephrases a JSONL byte stream into an NDJSON byte stream: one line per non-blank input line,
+ * in input order, the rewritten record or `{"error": {"line": N, "message": "..."}}`.
+ *
+ * The body is read only as fast as the output is read and the call window frees up, and
+ * cancelling the output (the client went away) aborts this request's LLM calls. When the output
+ * ends early it ends with `{"error": {"message": "...", "fatal": true}}`: the upstream refused
+ * the key or model (`upstream refused: ...`), stayed down through every retry
+ * (`upstream unavailable: ...`), the body could not be read, or the server is shutting down.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rephraseBody } from "./server_rephrase.ts";
+ * import { UsageMeter } from "./usage.ts";
+ *
+ * const engine = {
+ *   meter: new UsageMeter(0),
+ *   writeThought: () => Promise.resolve({ ok: true as const, thought: "Easy." }),
+ * };
+ * const body = new TextEncoder().encode(
+ *   '{"messages":[{"role":"user","content":"1+1?"},{"role":"assistant","content":"2"}]}\nnope\n',
+ * );
+ * const out = rephraseBody(ReadableStream.from([body]), {
+ *   engine,
+ *   framing: { preface: "Thought:", suffix: "Answer:" },
+ * });
+ * const [record, error] = (await new Response(out).text()).trim().split("\n").map((line) =>
+ *   JSON.parse(line)
+ * );
+ * assert.equal(record.messages[1].content, "Thought:\nEasy.\nAnswer:\n2");
+ * assert.equal(error.error.line, 2);
+ * ```
+ *
+ * @param body The request body; `null` reads as empty.
+ * @param options The engine, framing, limits and shutdown signals.
+ * @returns The response body.
+ */
+export function rephraseBody(
+  body: ReadableStream<Uint8Array> | null,
+  options: RephraseOptions,
+): ReadableStream<Uint8Array> {
+  const { engine, health, omitRejects = false } = options;
+  const { meter } = engine;
+  const requestConcurrency = options.requestConcurrency ?? DEFAULT_REQUEST_CONCURRENCY;
+  const abort = new AbortController();
+  const stopReading = new AbortController();
+  const limiter = createLimiter(requestConcurrency);
+  let ending: Ending | null = null;
+  let bodyRead = false;
+  let lastLine = 0;
+  let finished = false;
+
+  const writeThought: ThoughtWriter = (request, context) =>
+    limiter.run(async () => {
+      // A call that waited for a slot while the request ended must not start.
+      context.signal?.throwIfAborted();
+      try {
+        const result = await engine.writeThought(request, context);
+        if (!result.ok && result.reason.startsWith(UNAVAILABLE)) {
+          end("upstream_unavailable", `${result.reason}, at line ${context.line}; try again later`);
+          throw abort.signal.reason;
+        }
+        return result;
+      } catch (error) {
+        if (error instanceof UpstreamFatalError) {
+          health?.failed();
+          end("upstream_refused", `upstream refused: ${error.message}`);
+        }
+        throw error;
+      } finally {
+        health?.observe(meter.snapshot(performance.now()));
+      }
+    });
+
+  const pipeline = rephraseStream({
+    framing: options.framing,
+    writeThought,
+    window: options.window ?? Math.max(16, requestConcurrency * 2),
+    historyTokens: options.historyTokens,
+    countTokens,
+    maxLineBytes: options.maxLineBytes,
+    signal: abort.signal,
+    stop: stopReading.signal,
+    onBlank: () => meter.addRecord("skipped"),
+  });
+  const reader = pipeline.readable.getReader();
+
+  function end(kind: RequestErrorKind, message: string | null): void {
+    if (ending !== null) return;
+    ending = { kind, message };
+    const reason = new DOMException(message ?? "the client went away", "AbortError");
+    abort.abort(reason);
+    // Also resolves a pending read, so the output ends now rather than when the pipeline drains.
+    reader.cancel(reason).catch(() => {});
+  }
+
+  // Once the whole body is in the pipeline a shutdown lets it finish; until then it cuts it.
+  const onStop = () => {
+    if (!bodyRead) stopReading.abort();
+  };
+  const onHalt = () => end("shutting_down", "server is shutting down");
+  options.stop?.addEventListener("abort", onStop, { once: true });
+  options.halt?.addEventListener("abort", onHalt, { once: true });
+  if (options.stop?.aborted) onStop();
+  if (options.halt?.aborted) onHalt();
+
+  (body ?? ReadableStream.from<Uint8Array>([]))
+    .pipeTo(pipeline.writable, { signal: stopReading.signal, preventAbort: true })
+    .then(
+      () => {
+        bodyRead = true;
+      },
+      async (error) => {
+        if (stopReading.signal.aborted && ending === null) {
+          // The pipeline's `stop` drops what is still buffered, a cut last line included.
+          await pipeline.writable.close().catch(() => {});
+          return;
+        }
+        end("body_error", `Cannot read the request body: ${messageOf(error)}`);
+        await pipeline.writable.abort(error).catch(() => {});
+      },
+    );
+
+  function finish(kind: RequestErrorKind | null): void {
+    if (finished) return;
+    finished = true;
+    options.stop?.removeEventListener("abort", onStop);
+    options.halt?.removeEventListener("abort", onHalt);
+    options.onEnd?.(kind);
+  }
+
+  function errorLine(error: Record<string, unknown>): Uint8Array {
+    return encoder.encode(JSON.stringify({ error }) + "\n");
+  }
+
+  return new ReadableStream<Uint8Array>({
+    async pull(out) {
+      for (;;) {
+        let next: ReadableStreamReadResult<Outcome>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          if (ending === null) {
+            options.onInternalError?.(error);
+            end("internal_error", `internal error: ${messageOf(error)}`);
+          }
+          next = { done: true, value: undefined };
+        }
+        const early = ending;
+        if (early !== null) {
+          if (early.message !== null) {
+            out.enqueue(errorLine({ message: early.message, fatal: true }));
+          }
+          out.close();
+          finish(early.kind);
+          return;
+        }
+        if (next.done) {
+          if (stopReading.signal.aborted) {
+            const message = `server is shutting down: input after line ${lastLine} was not ` +
+              "read; send it again";
+            out.enqueue(errorLine({ message, fatal: true }));
+          }
+          out.close();
+          finish(stopReading.signal.aborted ? "shutting_down" : null);
+          return;
+        }
+        const outcome = next.value;
+        lastLine = outcome.line;
+        meter.addConversation();
+        if (outcome.kind === "record") {
+          meter.addRecord("written");
+          out.enqueue(encoder.encode(outcome.json + "\n"));
+          return;
+        }
+        meter.addRecord("rejected");
+        if (!omitRejects) {
+          out.enqueue(errorLine({ line: outcome.line, message: outcome.reason }));
+          return;
+        }
+      }
+    },
+    cancel() {
+      end("client_disconnected", null);
+      finish(ending?.kind ?? "client_disconnected");
+    },
+  });
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
