@@ -165,7 +165,7 @@ export interface Options {
   readonly maxTokens: number;
   /** `--timeout SECONDS`, as milliseconds: per-call timeout. @default {120000} */
   readonly timeoutMs: number;
-  /** `--retries`: further attempts after a failed call. @default {6} */
+  /** `--retries`: further attempts after a failed call. @default {7} */
   readonly retries: number;
   /**
    * Env `COTFIT_RETRY_BASE_MS` or `llm.retry_base_ms`: first backoff after a transient error;
@@ -299,7 +299,7 @@ LLM:
                               the key is never taken from a flag
       --concurrency=N         LLM calls in flight, 1 to 4096 (default 32)
       --timeout=SECONDS       Per-call timeout (default 120)
-      --retries=N             Further attempts after a failed call or a bad thought (default 6)
+      --retries=N             Further attempts after a failed call or a bad thought (default 7)
       --temperature=T         Sampling temperature, 0 to 2 (default 0.7)
       --top-p=P               Nucleus sampling, 0 to 1 (default: the server's)
       --max-tokens=N          Completion token cap per call (default 1024)
@@ -520,7 +520,7 @@ function readSettings(read: SettingReader, operands: readonly string[] | null): 
     topP: read.number("topP", 0, 1),
     maxTokens: read.int("maxTokens", 1, 1_000_000) ?? 1024,
     timeoutMs: Math.round((read.number("timeout", 0.001, 86_400) ?? 120) * 1000),
-    retries: read.int("retries", 0, 100) ?? 6,
+    retries: read.int("retries", 0, 100) ?? 7,
     retryBaseMs: read.int("retryBaseMs", 0, 600_000) ?? 1000,
     concurrency: read.int("concurrency", 1, 4096) ?? 32,
     historyTokens: read.int("historyTokens", 0, 1_000_000) ?? 3000,

@@ -119,7 +119,7 @@ Deno.test("resolveOptions() applies every default", () => {
     topP: undefined,
     maxTokens: 1024,
     timeoutMs: 120_000,
-    retries: 6,
+    retries: 7,
     retryBaseMs: 1000,
     concurrency: 32,
     historyTokens: 3000,
@@ -312,7 +312,7 @@ Deno.test("resolveOptions() prefers flags over env over the config file over def
   assert.equal(all.token, "flag-token");
   assert.equal(all.apiKey, "env-key");
   assert.equal(all.concurrency, 7);
-  assert.equal(all.retries, 6);
+  assert.equal(all.retries, 7);
 
   const envAndFile = resolve(["in.jsonl"], { configText, env });
   assert.equal(envAndFile.model, "env-model");

@@ -44,7 +44,7 @@ async function waitsOut(report: ScenarioReport, context: SuiteContext): Promise<
   const corpus = generateCorpus(1_500, context.seed + 2);
   const { input, out } = await prepare(context.dir, "long", corpus);
   report.note(
-    `run 1: a ${outageMs / 1000} s outage at the defaults (--retries 6, first backoff 1 s ` +
+    `run 1: a ${outageMs / 1000} s outage at the defaults (--retries 7, first backoff 1 s ` +
       `doubling), ${corpus.records.length} records, --concurrency ${concurrency}`,
   );
   await using fake = await startFakeOpenAI({ latencyMs: LATENCY_MS });
