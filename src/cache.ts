@@ -9,7 +9,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
@@ -35,8 +35,11 @@ export interface CacheKeyParts {
 export interface ThoughtCache {
   /** The cached thought for `key`, or `undefined`. */
   get(key: string): string | undefined;
-  /** Stores `thought` under `key`, replacing any previous one; durable once it returns. */
-  put(key: string, thought: string): void;
+  /**
+   * Stores `thought` under `key`, replacing any previous one. `get` sees it at once; it is
+   * durable once the returned promise resolves.
+   */
+  put(key: string, thought: string): Promise<void>;
   /** How many entries the cache holds. */
   readonly size: number;
   /** Releases the underlying resources; the cache must not be used afterwards. */
@@ -60,6 +63,8 @@ export class CacheError extends Error {
 const KEY_VERSION = "cotfit-cache-key-v1\n";
 const SCHEMA_VERSION = 1;
 const BUSY_TIMEOUT_MS = 5000;
+/** Statements grouped in one transaction at most; the end of the event-loop turn ends it sooner. */
+const MAX_BATCH = 256;
 
 /**
  * Computes the sha-256 hex key of one generation request.
@@ -87,28 +92,82 @@ const BUSY_TIMEOUT_MS = 5000;
  * ```
  */
 export function cacheKey(parts: CacheKeyParts): string {
+  const hash = headerHash(parts, parts.messages.length);
+  for (const message of parts.messages) hashMessage(hash, message);
+  return hash.digest("hex");
+}
+
+/**
+ * Makes a {@linkcode cacheKey} function for requests that differ only in their messages. It
+ * hashes the leading messages once while they stay the same objects (a prompt's system message
+ * and few-shot examples, several KB, shared by every request), then only the last one per call:
+ * the keys are the same as {@linkcode cacheKey}'s.
+ *
+ * @param parts Everything but the messages.
+ * @returns The key of a request's messages.
+ *
+ * @example Same keys as cacheKey()
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cacheKey, createCacheKeyer } from "./cache.ts";
+ *
+ * const parts = { model: "m", promptId: "p" };
+ * const system = { role: "system" as const, content: "A long system prompt." };
+ * const keyOf = createCacheKeyer(parts);
+ * for (const content of ["Hi", "Hello"]) {
+ *   const messages = [system, { role: "user" as const, content }];
+ *   assert.equal(keyOf(messages), cacheKey({ ...parts, messages }));
+ * }
+ * ```
+ */
+export function createCacheKeyer(
+  parts: Omit<CacheKeyParts, "messages">,
+): (messages: readonly ChatMessage[]) => string {
+  let leading: readonly ChatMessage[] = [];
+  let leadingHash: Hash | null = null;
+  return (messages) => {
+    const last = messages.length - 1;
+    let same = leadingHash !== null && leading.length === last;
+    for (let i = 0; same && i < last; i++) same = messages[i] === leading[i];
+    if (!same) {
+      leading = messages.slice(0, last);
+      leadingHash = headerHash(parts, messages.length);
+      for (const message of leading) hashMessage(leadingHash, message);
+    }
+    const hash = leadingHash!.copy();
+    if (last >= 0) hashMessage(hash, messages[last]);
+    return hash.digest("hex");
+  };
+}
+
+function headerHash(parts: Omit<CacheKeyParts, "messages">, messageCount: number): Hash {
   const hash = createHash("sha256");
   // `undefined` prints as an empty field, distinct from every number.
   hash.update(
     `${KEY_VERSION}${parts.temperature ?? ""}\n${parts.topP ?? ""}\n${parts.maxTokens ?? ""}\n` +
       `${parts.model.length}:${parts.model}\n${parts.promptId.length}:${parts.promptId}\n` +
-      `${parts.messages.length}\n`,
+      `${messageCount}\n`,
   );
-  for (const message of parts.messages) {
-    // Lengths are in UTF-16 code units; with the role ending at "\n" the stream stays parseable.
-    hash.update(`${message.role}\n${message.content.length}:`);
-    hash.update(message.content);
-  }
-  return hash.digest("hex");
+  return hash;
+}
+
+function hashMessage(hash: Hash, message: ChatMessage): void {
+  // Lengths are in UTF-16 code units; with the role ending at "\n" the stream stays parseable.
+  hash.update(`${message.role}\n${message.content.length}:`);
+  hash.update(message.content);
 }
 
 /**
  * Opens (creating if needed) a SQLite cache file, and its parent directory.
  *
- * Each `put` is its own transaction in WAL mode with `synchronous=NORMAL`: the row is in the
- * WAL file before `put` returns, so a killed process (even `kill -9`) keeps it; only a power
- * loss or OS crash may drop the last few entries, which costs a re-generation, not corruption.
- * Several processes may share one file: writers wait up to 5 s for the lock.
+ * Puts are group-committed: those made in one event-loop turn share a transaction (at most
+ * 256), committed in WAL mode with `synchronous=NORMAL` at the end of that turn, when their
+ * promises resolve. A transaction of its own cost each put about 80 µs and each get 15 µs,
+ * several times the statement itself; grouped (gets too, in a read transaction), the cost is
+ * shared. Once a put's promise resolves the row is in the WAL file, so a killed process (even
+ * `kill -9`) keeps it; only a power loss or OS crash may drop the last few entries, which costs a
+ * re-generation, not corruption. Several processes may share one file: writers wait up to 5 s for
+ * the lock.
  *
  * Requires `--allow-read` and `--allow-write`.
  *
@@ -124,7 +183,7 @@ export function cacheKey(parts: CacheKeyParts): string {
  *
  * const dir = await Deno.makeTempDir();
  * const cache = openCache(`${dir}/sub/cache.sqlite`);
- * cache.put("k", "a thought");
+ * await cache.put("k", "a thought");
  * assert.equal(cache.get("k"), "a thought");
  * assert.equal(cache.get("missing"), undefined);
  * assert.equal(cache.size, 1);
@@ -173,11 +232,21 @@ function migrate(db: DatabaseSync, path: string): void {
   `);
 }
 
+/** The statements of one open transaction. */
+interface Batch {
+  /** A read transaction takes no lock: other processes keep writing meanwhile. */
+  readonly writes: boolean;
+  size: number;
+  readonly committed: PromiseWithResolvers<void>;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
 class SqliteCache implements ThoughtCache {
   readonly #db: DatabaseSync;
   readonly #select: StatementSync;
   readonly #insert: StatementSync;
   readonly #count: StatementSync;
+  #batch: Batch | null = null;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -190,12 +259,47 @@ class SqliteCache implements ThoughtCache {
   }
 
   get(key: string): string | undefined {
+    const batch = this.#batch ?? this.#begin(false);
     const thought = this.#select.get(key)?.thought;
+    if (++batch.size >= MAX_BATCH) this.#commit();
     return typeof thought === "string" ? thought : undefined;
   }
 
-  put(key: string, thought: string): void {
-    this.#insert.run(key, thought);
+  put(key: string, thought: string): Promise<void> {
+    try {
+      // A read transaction is not upgraded: in WAL mode that fails if another process wrote.
+      if (this.#batch?.writes === false) this.#commit();
+      const batch = this.#batch ?? this.#begin(true);
+      this.#insert.run(key, thought);
+      if (++batch.size >= MAX_BATCH) this.#commit();
+      return batch.committed.promise;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #begin(writes: boolean): Batch {
+    this.#db.exec(writes ? "BEGIN IMMEDIATE" : "BEGIN");
+    const committed = Promise.withResolvers<void>();
+    // Every put awaits it, but a failed commit must not also crash as an unhandled rejection.
+    committed.promise.catch(() => {});
+    const batch = { writes, size: 0, committed, timer: setTimeout(() => this.#commit(), 0) };
+    this.#batch = batch;
+    return batch;
+  }
+
+  #commit(): void {
+    const batch = this.#batch;
+    if (batch === null) return;
+    this.#batch = null;
+    clearTimeout(batch.timer);
+    try {
+      this.#db.exec("COMMIT");
+      batch.committed.resolve();
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      batch.committed.reject(error);
+    }
   }
 
   /** Counts rows: linear in the table size, meant for summaries, not hot paths. */
@@ -204,14 +308,28 @@ class SqliteCache implements ThoughtCache {
   }
 
   close(): void {
-    if (this.#db.isOpen) this.#db.close();
+    if (!this.#db.isOpen) return;
+    this.#commit();
+    this.#db.close();
   }
 }
 
+/** Options of {@linkcode memoryCache}. */
+export interface MemoryCacheOptions {
+  /**
+   * Entries kept; past it the oldest go first, so a server or a `--no-cache` run over a huge
+   * input stays in flat memory (about 0.6 KB an entry).
+   *
+   * @default {20_000}
+   */
+  maxEntries?: number;
+}
+
 /**
- * An in-memory cache: dedupes identical requests within one run (`--no-cache`) and serves
- * tests.
+ * An in-memory cache: dedupes identical requests within one run (`--no-cache`) or one server's
+ * life, for the most recent `maxEntries` thoughts, and serves tests.
  *
+ * @param options The size bound.
  * @returns An empty cache backed by a `Map`.
  *
  * @example Usage
@@ -219,17 +337,30 @@ class SqliteCache implements ThoughtCache {
  * import assert from "node:assert/strict";
  * import { memoryCache } from "./cache.ts";
  *
- * const cache = memoryCache();
- * cache.put("k", "t");
- * assert.equal(cache.get("k"), "t");
- * assert.equal(cache.size, 1);
+ * const cache = memoryCache({ maxEntries: 2 });
+ * await cache.put("a", "t1");
+ * await cache.put("b", "t2");
+ * await cache.put("c", "t3");
+ * assert.equal(cache.get("a"), undefined);
+ * assert.equal(cache.get("c"), "t3");
+ * assert.equal(cache.size, 2);
  * ```
  */
-export function memoryCache(): ThoughtCache {
+export function memoryCache(options: MemoryCacheOptions = {}): ThoughtCache {
+  const { maxEntries = 20_000 } = options;
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+    throw new RangeError(`Cannot use maxEntries ${maxEntries}: expected a positive integer`);
+  }
   const entries = new Map<string, string>();
   return {
     get: (key) => entries.get(key),
-    put: (key, thought) => void entries.set(key, thought),
+    put(key, thought) {
+      // Delete first so a replaced entry counts as the newest.
+      entries.delete(key);
+      entries.set(key, thought);
+      if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
+      return Promise.resolve();
+    },
     get size() {
       return entries.size;
     },

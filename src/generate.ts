@@ -6,7 +6,7 @@
  */
 
 import type { ThoughtCache } from "./cache.ts";
-import { cacheKey } from "./cache.ts";
+import { createCacheKeyer } from "./cache.ts";
 import { type ChatClient, type ChatReply, LlmError, retryDelay } from "./llm.ts";
 import type { Limiter } from "./pool.ts";
 import { type PromptTemplate, renderMessages } from "./prompt.ts";
@@ -90,6 +90,13 @@ export type ThoughtWriter = (
 export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWriter {
   const sleep = options.sleep ?? abortableSleep;
   const inFlight = new Map<string, Promise<ThoughtOutcome>>();
+  const keyOf = createCacheKeyer({
+    model: options.model,
+    temperature: options.temperature,
+    topP: options.topP,
+    maxTokens: options.maxTokens,
+    promptId: options.promptId,
+  });
 
   async function attemptAll(
     messages: ChatMessage[],
@@ -102,10 +109,17 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     for (let attempt = 0; attempt <= options.retries; attempt++) {
       signal?.throwIfAborted();
       let reply: ChatReply | null = null;
+      let result: ThoughtOutcome | null = null;
       let retryAfterMs: number | undefined;
       let transient = true;
       try {
-        reply = await options.limiter.run(() => options.client.complete(messages, { signal }));
+        ({ reply, result } = await options.limiter.run(async () => {
+          const reply = await options.client.complete(messages, { signal });
+          const result = extractThought(reply, { maxThoughtTokens: options.maxThoughtTokens });
+          // Stored before the slot is freed: a crash re-pays at most the calls in flight.
+          if (result.ok) await options.cache.put(key, result.thought);
+          return { reply, result };
+        }));
       } catch (error) {
         if (!(error instanceof LlmError)) throw error;
         if (error.kind === "aborted") throw signal?.reason ?? error;
@@ -132,14 +146,10 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
         lastReason = result.reason;
         retryAfterMs = error.retryAfterMs;
       }
-      if (reply) {
-        const result = extractThought(reply, { maxThoughtTokens: options.maxThoughtTokens });
+      if (reply && result) {
         const failure = result.ok ? null : result.reason.split(":")[0];
         options.events?.onCall?.({ line, turnIndex, attempt, messages, reply, result, failure });
-        if (result.ok) {
-          options.cache.put(key, result.thought);
-          return result;
-        }
+        if (result.ok) return result;
         lastReason = `no valid thought: ${result.reason}`;
         transient = false;
       }
@@ -156,14 +166,7 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
 
   return async function writeThought(request, context) {
     const messages = renderMessages(options.template, request);
-    const key = cacheKey({
-      model: options.model,
-      messages,
-      temperature: options.temperature,
-      topP: options.topP,
-      maxTokens: options.maxTokens,
-      promptId: options.promptId,
-    });
+    const key = keyOf(messages);
     const cached = options.cache.get(key);
     if (cached !== undefined) {
       options.events?.onCacheHit?.();

@@ -1,9 +1,14 @@
 /**
- * One chat-completion call to an OpenAI-compatible endpoint through the `openai` SDK, with a
- * per-call deadline, abort, usage and errors classified for the caller's retry loop.
+ * One chat-completion call to an OpenAI-compatible endpoint, with a per-call deadline, abort,
+ * usage and errors classified for the caller's retry loop.
  *
- * Permissions: `--allow-net` to the endpoint, and `--allow-env` (at least
- * `OPENAI_CUSTOM_HEADERS`, which the SDK constructor reads).
+ * The request is one plain `fetch`; failures are raised as the `openai` SDK's own error classes
+ * (`APIError.generate` maps a status to its class, as the SDK does) and classified from them.
+ * The SDK's request pipeline is not used: it cost about 175 µs of CPU per call on top of
+ * `fetch`'s own 180 µs (`deno task bench`, 20,000 calls at concurrency 256), and cotfit needs
+ * none of it: it sends one JSON request, owns retries and deadlines, and reads one JSON reply.
+ *
+ * Permissions: `--allow-net` to the endpoint.
  *
  * @module
  */
@@ -16,7 +21,6 @@ import {
   AuthenticationError,
   InternalServerError,
   NotFoundError,
-  OpenAI,
   PermissionDeniedError,
   RateLimitError,
 } from "openai";
@@ -166,11 +170,12 @@ const REASON_PHRASES: Readonly<Record<number, string>> = {
 
 /**
  * Makes a client that sends one non-streaming chat request per {@linkcode ChatClient.complete}
- * call. The SDK never retries (`maxRetries: 0`): the caller owns retries, so it can count them,
- * honour `retryAfterMs` and also retry what the SDK would not (cut or invalid bodies).
+ * call, `POST {baseURL}/chat/completions` with the key as a bearer token. It never retries: the
+ * caller owns retries, so it can count them, honour `retryAfterMs` and also retry cut or invalid
+ * bodies.
  *
  * @param options Endpoint, model, sampling and deadline.
- * @returns A client reusing one SDK instance for all its calls.
+ * @returns A client; calls share `fetch`'s connection pool.
  * @throws {RangeError} when `timeoutMs` is not a positive number.
  * @throws {TypeError} when `baseURL` is not an http(s) URL.
  *
@@ -198,39 +203,34 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     throw new RangeError(`Cannot create chat client: timeoutMs must be > 0, got ${timeoutMs}`);
   }
   const origin = httpOrigin(options.baseURL);
-  const sdk = new OpenAI({
-    baseURL: options.baseURL,
-    apiKey: apiKey === "" ? "no-key" : apiKey,
-    // Explicit nulls keep the SDK from picking OpenAI-only settings out of the environment.
-    adminAPIKey: null,
-    organization: null,
-    project: null,
-    webhookSecret: null,
-    maxRetries: 0,
-    timeout: timeoutMs,
-    logLevel: "off",
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  const endpoint: Endpoint = {
+    url: `${options.baseURL.replace(/\/+$/, "")}/chat/completions`,
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json",
+      authorization: `Bearer ${apiKey === "" ? "no-key" : apiKey}`,
+    },
+    fetch: options.fetch ?? fetch,
+  };
   const context: ErrorContext = {
     apiKey,
     apiKeyEnv: options.apiKeyEnv ?? "OPENAI_API_KEY",
     origin,
     timeoutMs,
   };
-  const request = {
+  const requestBody = bodyWriter({
     model: options.model,
     temperature: options.temperature,
     max_tokens: options.maxTokens,
     top_p: options.topP,
-  };
+  });
 
   return {
     async complete(messages, callOptions = {}) {
       const callerSignal = callOptions.signal;
       if (callerSignal?.aborted) throw abortedError();
-      // A fresh controller per call: the SDK's timeout stops at the headers, this one also
-      // covers the body, and the SDK's listener dies with it instead of piling up on the
-      // caller's long-lived signal.
+      // A fresh controller per call: the deadline covers headers and body, and the fetch's
+      // listener dies with it instead of piling up on the caller's long-lived signal.
       const controller = new AbortController();
       let timedOut = false;
       const timer = setTimeout(() => {
@@ -241,9 +241,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
       const started = performance.now();
       try {
-        const raw: unknown = await sdk.chat.completions.create(
-          { ...request, messages: [...messages] },
-          { signal: controller.signal },
+        const raw = await postJson(
+          endpoint,
+          requestBody(messages),
+          controller.signal,
         );
         return replyFrom(raw, Math.round(performance.now() - started), context);
       } catch (error) {
@@ -317,6 +318,91 @@ export function retryDelay(attempt: number, options: RetryDelayOptions = {}): nu
   }
   const step = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
   return step / 2 + (step / 2) * random();
+}
+
+/**
+ * Serialises `{ ...fields, messages }` as `JSON.stringify` would, reusing the JSON of frozen
+ * messages: a prompt's system message and few-shot examples are the same frozen objects in every
+ * request, and stringifying those ~6 KB again cost ~100 µs per call.
+ */
+function bodyWriter(fields: Record<string, unknown>): (messages: readonly ChatMessage[]) => string {
+  const head = `${JSON.stringify(fields).slice(0, -1)},"messages":[`;
+  const frozenJson = new WeakMap<ChatMessage, string>();
+  return (messages) => {
+    let body = head;
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i];
+      let json = frozenJson.get(message);
+      if (json === undefined) {
+        json = JSON.stringify(message);
+        if (Object.isFrozen(message)) frozenJson.set(message, json);
+      }
+      body += i === 0 ? json : `,${json}`;
+    }
+    return `${body}]}`;
+  };
+}
+
+interface Endpoint {
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly fetch: typeof fetch;
+}
+
+/**
+ * Posts `body` and returns the parsed JSON reply (the text when the reply is not typed JSON).
+ * Failures are thrown as the SDK would throw them, so {@linkcode classify} treats both alike:
+ * no response -> `APIConnectionError` (`APIConnectionTimeoutError` when the cause says it timed
+ * out); an HTTP error -> `APIError.generate`'s class for the status, with the body's `error`;
+ * a body cut short -> fetch's `TypeError`; JSON that does not parse -> `SyntaxError`.
+ */
+async function postJson(endpoint: Endpoint, body: string, signal: AbortSignal): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await endpoint.fetch(endpoint.url, {
+      method: "POST",
+      headers: endpoint.headers,
+      body,
+      signal,
+    });
+  } catch (error) {
+    if (signal.aborted) throw new APIUserAbortError();
+    const cause = error instanceof Error ? error : new Error(String(error));
+    if (/timed? ?out/i.test(`${cause} ${cause.cause ?? ""}`)) {
+      throw new APIConnectionTimeoutError();
+    }
+    throw new APIConnectionError({ cause });
+  }
+  if (!response.ok) {
+    const text = await response.text().catch((error) =>
+      error instanceof Error ? error.message : String(error)
+    );
+    // As the SDK does: the parsed body when it is JSON (its `error` field is read), else the text.
+    const json = parseOrUndefined(text);
+    throw APIError.generate(
+      response.status,
+      typeof json === "object" && json !== null ? json : undefined,
+      json ? undefined : text,
+      response.headers,
+    );
+  }
+  const mediaType = response.headers.get("content-type")?.split(";")[0].trim() ?? "";
+  if (!mediaType.includes("application/json") && !mediaType.endsWith("+json")) {
+    return await response.text();
+  }
+  if (response.headers.get("content-length") === "0") {
+    await response.body?.cancel();
+    return undefined;
+  }
+  return JSON.parse(await response.text());
+}
+
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 interface ErrorContext {

@@ -190,7 +190,8 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     if (isArray) await out.write("[\n");
     for await (const outcome of pipeline.readable) {
       await route(outcome);
-      progress.update(context.progressState());
+      // A snapshot per record is measurable on a cache rerun; quiet mode draws nothing anyway.
+      if (!options.quiet) progress.update(context.progressState());
     }
     if (isArray) await out.write(written > 0 ? "\n]\n" : "]\n");
   } catch (error) {

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { CacheError, cacheKey, type CacheKeyParts, memoryCache, openCache } from "../src/cache.ts";
+import {
+  CacheError,
+  cacheKey,
+  type CacheKeyParts,
+  createCacheKeyer,
+  memoryCache,
+  openCache,
+} from "../src/cache.ts";
 
 const base: CacheKeyParts = {
   model: "gpt-4o-mini",
@@ -59,6 +66,26 @@ Deno.test("cacheKey() does not collide when text moves across a boundary", () =>
   );
 });
 
+Deno.test("createCacheKeyer() gives cacheKey()'s keys as the leading messages change", () => {
+  const parts = { model: "m", promptId: "p", temperature: 0.7 };
+  const keyOf = createCacheKeyer(parts);
+  const system = { role: "system" as const, content: "Be brief." };
+  const example = { role: "user" as const, content: "An example." };
+  const requests = [
+    [system, { role: "user" as const, content: "Hi" }],
+    [system, { role: "user" as const, content: "Hello" }],
+    [system, example, { role: "user" as const, content: "Hi" }],
+    [{ ...system }, example, { role: "user" as const, content: "Hi" }],
+    [{ role: "system" as const, content: "Be long." }, example, {
+      role: "user" as const,
+      content: "Hi",
+    }],
+    [{ role: "user" as const, content: "Alone" }],
+    [],
+  ];
+  for (const messages of requests) assert.equal(keyOf(messages), cacheKey({ ...parts, messages }));
+});
+
 Deno.test("openCache() round-trips thoughts and counts entries", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -105,7 +132,7 @@ Deno.test("openCache() keeps a put when the process is killed right after it", a
       script,
       `import { openCache } from ${JSON.stringify(import.meta.resolve("../src/cache.ts"))};
 const cache = openCache(Deno.args[0]);
-cache.put("key", "survives kill -9");
+await cache.put("key", "survives kill -9");
 console.log("ok");
 setInterval(() => {}, 60_000);
 `,
@@ -181,6 +208,54 @@ Deno.test("openCache() refuses a cache written with another schema version", asy
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("openCache() commits the puts of one turn together, visible to other connections", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const cache = openCache(path);
+    const other = new DatabaseSync(path);
+    const count = () => Number(other.prepare("SELECT count(*) AS n FROM thoughts").get()?.n);
+    const puts = Array.from({ length: 300 }, (_, i) => cache.put(`k${i}`, `t${i}`));
+    // Past 256 the first batch is already committed; the rest waits for the end of the turn.
+    assert.equal(count(), 256);
+    assert.equal(cache.get("k299"), "t299");
+    await Promise.all(puts);
+    assert.equal(count(), 300);
+    other.close();
+    cache.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() close() commits puts not yet committed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const first = openCache(path);
+    const put = first.put("k", "committed by close");
+    first.close();
+    await put;
+    const second = openCache(path);
+    assert.equal(second.get("k"), "committed by close");
+    second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("memoryCache() drops the oldest entries past maxEntries", async () => {
+  const cache = memoryCache({ maxEntries: 3 });
+  for (const key of ["a", "b", "c"]) await cache.put(key, key.toUpperCase());
+  await cache.put("a", "A2");
+  await cache.put("d", "D");
+  assert.equal(cache.size, 3);
+  assert.equal(cache.get("b"), undefined);
+  assert.equal(cache.get("a"), "A2");
+  assert.equal(cache.get("d"), "D");
+  assert.throws(() => memoryCache({ maxEntries: 0 }), RangeError);
 });
 
 Deno.test("memoryCache() round-trips thoughts and counts entries", () => {

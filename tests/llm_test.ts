@@ -392,6 +392,43 @@ Deno.test("complete() uses the given fetch for every call", async () => {
   assert.equal(calls, 2);
 });
 
+Deno.test("complete() posts the model, sampling fields and messages as JSON", async () => {
+  await using llm = await startOfflineLlm();
+  const sent: { url: string; headers: Headers; body: string }[] = [];
+  const recording: typeof fetch = (input, init) => {
+    sent.push({
+      url: String(input),
+      headers: new Headers(init?.headers),
+      body: String(init?.body),
+    });
+    return fetch(input, init);
+  };
+  const client = clientFor(`${llm.url}/`, { fetch: recording, temperature: 0.5, maxTokens: 64 });
+  // Frozen leading messages (as prompts render them) are serialised once, then reused.
+  const system = Object.freeze({ role: "system" as const, content: 'Say "hi"\n\u2028.' });
+  for (const content of ["first", "second"]) {
+    await client.complete([system, { role: "user", content }]);
+  }
+
+  assert.deepEqual(sent.map((request) => request.url), [
+    `${llm.url}/chat/completions`,
+    `${llm.url}/chat/completions`,
+  ]);
+  assert.equal(sent[0].headers.get("authorization"), `Bearer ${API_KEY}`);
+  assert.equal(sent[0].headers.get("content-type"), "application/json");
+  assert.deepEqual(
+    sent.map((request) => request.body),
+    ["first", "second"].map((content) =>
+      JSON.stringify({
+        model: "test-model",
+        temperature: 0.5,
+        max_tokens: 64,
+        messages: [system, { role: "user", content }],
+      })
+    ),
+  );
+});
+
 Deno.test("complete() makes exactly one attempt per call", async () => {
   await using fake = await startFakeOpenAI({ script: () => "server_error" });
   await failure(clientFor(fake.url).complete(MESSAGES));

@@ -164,6 +164,16 @@ Deno.test("extractThought() removes sentences that speak of the answer as existi
   );
 });
 
+Deno.test("extractThought() counts the tokens of short non-ASCII thoughts", () => {
+  // 40 characters, but far more than 20 tokens: the cheap ASCII bound must not wave it through.
+  const thought = "日本語で考える。".repeat(5);
+  assert.deepEqual(
+    extractThought(wrapped(thought), { maxThoughtTokens: 20 }),
+    fail("runaway: thought over 20 tokens"),
+  );
+  assert.deepEqual(extractThought(wrapped(thought), { maxThoughtTokens: 100 }), ok(thought));
+});
+
 Deno.test("extractThought() rejects a thought that only describes the answer", () => {
   const thought =
     "The given response is correct. It matches the answer section.\nThis reply above is fine.";
