@@ -32,6 +32,10 @@ export function lazyEnv(onDenied?: (name: string) => void): Readonly<Record<stri
         if (
           error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
         ) {
+          if (!denied.has(name)) {
+            denied.add(name);
+            onDenied?.(name);
+          }
           return undefined;
         }
         throw error;
