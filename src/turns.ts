@@ -105,11 +105,11 @@ function trimHistory(
   budget: number,
   costOf: (index: number) => number,
 ): { history: Turn[]; dropped: number } {
-  // A UTF-16 unit is at most 3 UTF-8 bytes and a token at least one byte: if the bound fits,
-  // skip the tokenizer entirely (the common, short-history case).
+  // A token is at least one UTF-8 byte, and a UTF-16 unit at most 3 bytes (1 when ASCII): if
+  // that bound fits, skip the tokenizer entirely (about 100 µs per KB).
   let upperBound = 0;
   for (let index = start; index < end; index++) {
-    upperBound += (turns[index].text?.length ?? 0) * 3 + TURN_OVERHEAD_TOKENS;
+    upperBound += maxUtf8Bytes(turns[index].text ?? "") + TURN_OVERHEAD_TOKENS;
   }
   if (upperBound <= budget) return { history: turns.slice(start, end), dropped: 0 };
 
@@ -120,4 +120,11 @@ function trimHistory(
     first--;
   }
   return { history: turns.slice(first, end), dropped: first - start };
+}
+
+// deno-lint-ignore no-control-regex
+const ASCII = /^[\x00-\x7f]*$/;
+
+function maxUtf8Bytes(text: string): number {
+  return ASCII.test(text) ? text.length : text.length * 3;
 }

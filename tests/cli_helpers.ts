@@ -29,7 +29,30 @@ export async function runCli(
   args: string[],
   options: { stdin?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
-  const command = new Deno.Command(Deno.execPath(), {
+  const command = cliCommand(args, { ...options, stdin: options.stdin !== undefined });
+  const child = command.spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/**
+ * The `deno run main.ts ...` command with the narrow permissions a user would give.
+ *
+ * @param args CLI arguments.
+ * @param options Whether stdin is piped, extra environment.
+ * @returns The command, not yet spawned; stdout and stderr are piped.
+ */
+export function cliCommand(
+  args: string[],
+  options: { stdin?: boolean; env?: Record<string, string> } = {},
+): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--no-prompt",
@@ -40,20 +63,11 @@ export async function runCli(
       MAIN,
       ...args,
     ],
-    stdin: options.stdin === undefined ? "null" : "piped",
+    stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", ...options.env },
   });
-  const child = command.spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  const decoder = new TextDecoder();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }
 
 /** Makes a temporary directory holding the given files. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseJsonl, runCli, tempTree } from "./cli_helpers.ts";
+import { cliCommand, parseJsonl, runCli, tempTree } from "./cli_helpers.ts";
 import { startFakeOpenAI } from "./fake_openai.ts";
 
 type Json = Record<string, unknown>;
@@ -27,25 +27,8 @@ function turnsIn(count: number, multiTurnEvery = 3): number {
   return count + Math.ceil(count / multiTurnEvery);
 }
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
 function spawnCli(args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net=127.0.0.1",
-      "--allow-env",
-      MAIN,
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  return cliCommand(args).spawn();
 }
 
 async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
