@@ -101,7 +101,9 @@ async function waitsOut(report: ScenarioReport, context: SuiteContext): Promise<
 }
 
 async function outlasts(report: ScenarioReport, context: SuiteContext): Promise<void> {
-  const outageMs = 3_000;
+  // Retries queue behind the window for the call slots, so each attempt of a turn comes later than its
+  // backoff alone: the outage must outlast that too.
+  const outageMs = 10_000;
   const retries = 3;
   const baseMs = 100;
   const concurrency = 8;
