@@ -70,6 +70,11 @@ export function cliCommand(
   });
 }
 
+/** Arguments of a file conversion against a test endpoint with model `m`. */
+export function convertArgs(input: string, output: string, baseURL: string): string[] {
+  return [input, "-o", output, "--base-url", baseURL, "--model", "m"];
+}
+
 /** Makes a temporary directory holding the given files. */
 export async function tempTree(files: Record<string, string>): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: "cotfit-e2e-" });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   answerOf,
+  convertArgs,
   expectedThought,
   lastPrompt,
   parseJsonl,
@@ -131,13 +132,7 @@ Deno.test("cli: OpenAI records keep their format, content parts and tool calls",
   ];
   const root = await tempTree({ "oa.jsonl": records.map((r) => JSON.stringify(r)).join("\n") });
   const result = await runCli([
-    join(root, "oa.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "oa.jsonl"), join(root, "out"), fake.url),
     "--cot-preface",
     "<think>",
     "--cot-suffix",
@@ -180,13 +175,7 @@ Deno.test("cli: broken lines go to rejects with line and reason, the rest is wri
   ];
   const root = await tempTree({ "bad.jsonl": lines.join("\r\n") });
   const result = await runCli([
-    join(root, "bad.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "bad.jsonl"), join(root, "out"), fake.url),
   ]);
   assert.equal(result.code, 1, result.stderr);
   const written = parseJsonl(await Deno.readTextFile(join(root, "out/bad.jsonl"))) as Json[];
@@ -230,13 +219,7 @@ Deno.test("cli: transient upstream errors and invalid thoughts are retried", asy
   await using fake = await startFakeOpenAI({ script: (n) => faults[n - 1] });
   const root = await tempTree({ "one.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
   const result = await runCli([
-    join(root, "one.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "one.jsonl"), join(root, "out"), fake.url),
     "--retries",
     "5",
   ], { env: { COTFIT_RETRY_BASE_MS: "10" } });
@@ -250,13 +233,7 @@ Deno.test("cli: a turn that never gets a valid thought rejects its record with t
   await using fake = await startFakeOpenAI({ script: () => "no_tags" });
   const root = await tempTree({ "one.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
   const result = await runCli([
-    join(root, "one.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "one.jsonl"), join(root, "out"), fake.url),
     "--retries",
     "2",
   ]);
@@ -274,13 +251,7 @@ Deno.test("cli: a 401 from the upstream stops the run at once with exit 2 and no
   const records = Array.from({ length: 50 }, (_, i) => JSON.stringify({ ...SHAREGPT[0], id: i }));
   const root = await tempTree({ "many.jsonl": records.join("\n") });
   const result = await runCli([
-    join(root, "many.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "many.jsonl"), join(root, "out"), fake.url),
     "--concurrency",
     "2",
   ], { env: { OPENAI_API_KEY: "sk-secret-123" } });

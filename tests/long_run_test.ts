@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cliCommand, parseJsonl, runCli, tempTree } from "./cli_helpers.ts";
+import { cliCommand, convertArgs, parseJsonl, runCli, tempTree } from "./cli_helpers.ts";
 import { startFakeOpenAI } from "./fake_openai.ts";
 
 type Json = Record<string, unknown>;
@@ -88,13 +88,7 @@ Deno.test("long run: changing the preface or suffix costs no LLM call", async ()
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "data.jsonl": dataset(20) });
   const base = [
-    join(root, "data.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "data.jsonl"), join(root, "out"), fake.url),
   ];
   assert.equal((await runCli(base)).code, 0);
   const first = parseJsonl(await Deno.readTextFile(join(root, "out/data.jsonl"))) as Json[];
@@ -128,13 +122,7 @@ Deno.test("long run: identical turns within a dataset are generated once", async
     });
   const root = await tempTree({ "dup.jsonl": [1, 2, 3, 4, 5].map(record).join("\n") });
   const result = await runCli([
-    join(root, "dup.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "dup.jsonl"), join(root, "out"), fake.url),
   ]);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(fake.stats.requests, 1);
@@ -149,13 +137,7 @@ Deno.test("long run: --dry-run makes no call and estimates tokens within 15% of 
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "data.jsonl": dataset(60) + "not json\n" });
   const common = [
-    join(root, "data.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "data.jsonl"), join(root, "out"), fake.url),
   ];
   const dry = await runCli([...common, "--dry-run", "--price-input", "1", "--price-output", "2"]);
   assert.equal(dry.code, 0, dry.stderr);
@@ -209,13 +191,7 @@ Deno.test("long run: --debug-log has one line per call and never the API key", a
   await using fake = await startFakeOpenAI({ script: (n) => n === 1 ? "no_tags" : undefined });
   const root = await tempTree({ "data.jsonl": dataset(3) });
   const result = await runCli([
-    join(root, "data.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "data.jsonl"), join(root, "out"), fake.url),
     "--concurrency",
     "1",
     "--debug-log",
@@ -240,13 +216,7 @@ Deno.test("long run: the first interrupt finishes in-flight records, writes them
   await using fake = await startFakeOpenAI({ latencyMs: 20 });
   const root = await tempTree({ "data.jsonl": dataset(1000) });
   const child = spawnCli([
-    join(root, "data.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "data.jsonl"), join(root, "out"), fake.url),
     "--concurrency",
     "4",
   ]);
@@ -268,13 +238,7 @@ Deno.test("long run: a second interrupt exits at once, keeping what the cache go
   await using fake = await startFakeOpenAI({ latencyMs: 2_000 });
   const root = await tempTree({ "data.jsonl": dataset(50) });
   const child = spawnCli([
-    join(root, "data.jsonl"),
-    "-o",
-    join(root, "out"),
-    "--base-url",
-    fake.url,
-    "--model",
-    "m",
+    ...convertArgs(join(root, "data.jsonl"), join(root, "out"), fake.url),
     "--concurrency",
     "4",
   ]);
