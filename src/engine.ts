@@ -60,6 +60,8 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
   const meter = new UsageMeter(hooks.now());
   const limiter = createLimiter(options.concurrency);
   const { debugLog, notice } = hooks;
+  // The log is written from a sync hook; its first failure surfaces when the engine closes.
+  let debugLogError: { error: unknown } | null = null;
   // The rendered messages carry the prompt itself; this versions the validation rules.
   const promptId = `thought-v1;max=${options.maxThoughtTokens}`;
 
@@ -111,7 +113,7 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
             usage,
             latency_ms: call.reply?.latencyMs ?? null,
           }) + "\n",
-        );
+        )?.catch((error) => debugLogError ??= { error });
       },
       onCacheHit: () => meter.addCacheHit(),
       onDedupe: () => meter.addDedupeHit(),
@@ -135,8 +137,12 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     limiter,
     cache,
     async close() {
-      await debugLog?.commit();
-      cache.close();
+      try {
+        await debugLog?.commit();
+        if (debugLogError) throw debugLogError.error;
+      } finally {
+        cache.close();
+      }
     },
   };
 }
