@@ -117,7 +117,8 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
       rejected: snapshot.rejected,
       skipped: snapshot.skipped,
     };
-    say(formatDryRun(dryRun.estimate, records, options.prices) + "\n");
+    // The report is what a dry run is for: --quiet only drops the progress line.
+    env.stderr(formatDryRun(dryRun.estimate, records, options.prices) + "\n");
     return env.stop.aborted ? EXIT.interrupted : EXIT.ok;
   }
   say(formatSummary(snapshot, options.prices) + "\n");
