@@ -1,23 +1,10 @@
 import assert from "node:assert/strict";
 import { listen } from "../src/server_listen.ts";
+import { pushedBody } from "./stream_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const LOCAL = { hostname: "127.0.0.1", port: 0 };
-
-function pushedBody() {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const stream = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-  });
-  return {
-    stream,
-    push: (text: string) => controller.enqueue(encoder.encode(text)),
-    close: () => controller.close(),
-  };
-}
 
 async function waitFor(condition: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = performance.now() + ms;

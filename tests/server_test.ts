@@ -8,6 +8,7 @@ import { listen, type Listener } from "../src/server_listen.ts";
 import type { Line } from "../src/types.ts";
 import { answerOf, expectedThought, lastPrompt, runCli } from "./cli_helpers.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "./fake_openai.ts";
+import { pushedBody } from "./stream_helpers.ts";
 
 type Json = Record<string, unknown>;
 
@@ -86,21 +87,6 @@ function jsonl(records: readonly Json[]): string {
 
 function parseLines(text: string): Json[] {
   return text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line));
-}
-
-/** A request body the test writes to while the response is already being read. */
-function pushedBody() {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const stream = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-  });
-  return {
-    stream,
-    push: (text: string) => controller.enqueue(encoder.encode(text)),
-    close: () => controller.close(),
-  };
 }
 
 function responseLines(response: Response): ReadableStreamDefaultReader<Line> {
