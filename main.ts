@@ -24,6 +24,7 @@ import {
   HELP_TEXT,
   type Options,
   parseCliArgs,
+  PROXY_VARS,
   resolveOptions,
 } from "./src/config.ts";
 import { lazyEnv } from "./src/env.ts";
@@ -58,9 +59,11 @@ export async function main(args: string[]): Promise<number> {
       positionals: parsed.positionals,
       configText,
       configPath: parsed.configPath,
-      env: lazyEnv((name) =>
-        console.error(`warning: cannot read environment variable ${name}: add it to --allow-env`)
-      ),
+      env: lazyEnv((name) => {
+        // Proxy variables are only probed; one the process may not read just counts as unset.
+        if (PROXY_VARS.includes(name)) return;
+        console.error(`warning: cannot read environment variable ${name}: add it to --allow-env`);
+      }),
     });
   } catch (error) {
     return fail(error);

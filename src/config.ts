@@ -172,6 +172,13 @@ export interface Options {
    * it doubles per attempt up to 30 s. A server's `retry-after` wins. @default {1000}
    */
   readonly retryBaseMs: number;
+  /**
+   * Env `COTFIT_TRANSPORT` or `llm.transport` (`auto`, `pooled`, `fetch`): how LLM requests
+   * travel. `auto` picks cotfit's pooled HTTP/1.1 client for an `http:` base URL when no
+   * `HTTP_PROXY`/`ALL_PROXY` is set (a third of `fetch`'s CPU per call), else `fetch`.
+   * @default {"pooled" or "fetch", as auto picks}
+   */
+  readonly transport: "pooled" | "fetch";
   /** `--concurrency`: LLM calls in flight, 1 to 4096. @default {32} */
   readonly concurrency: number;
   /** `--history-tokens`: budget for the earlier turns shown to the LLM. @default {3000} */
@@ -347,6 +354,8 @@ ENVIRONMENT:
   OPENAI_BASE_URL  Default of --base-url
   COTFIT_MODEL     Default of --model
   COTFIT_RETRY_BASE_MS  First backoff after a transient error, doubling up to 30 s (default 1000)
+  COTFIT_TRANSPORT auto (default), pooled or fetch: auto sends http: endpoints through cotfit's
+                   keep-alive HTTP/1.1 pool unless HTTP_PROXY or ALL_PROXY is set, else fetch
   COTFIT_TOKEN     Default of --token
 
 EXIT CODES:
@@ -359,7 +368,7 @@ PERMISSIONS:
   --allow-read   inputs, config, prompt, cache
   --allow-write  outputs, rejects, cache, debug log
   --allow-net    the LLM endpoint (narrow it: --allow-net=api.openai.com); serve: its port
-  --allow-env    the API key, OPENAI_BASE_URL, COTFIT_*`;
+  --allow-env    the API key, OPENAI_BASE_URL, COTFIT_*, HTTP_PROXY, ALL_PROXY`;
 
 /**
  * Splits a command line into the command, `--help`/`--version`, the config path, flags and
@@ -444,7 +453,14 @@ export function resolveOptions(input: ResolveInput): Options {
     new SettingReader(input.flags, input.env, config, { placeholders: "reject" }),
     command === "run" ? operands : null,
   );
-  const { model, configApiKey, token, priceInput, priceOutput, ...rest } = settings;
+  const { model, configApiKey, token, priceInput, priceOutput, transport, ...rest } = settings;
+  const http = new URL(rest.baseURL).protocol === "http:";
+  if (transport === "pooled" && !http) {
+    throw new ConfigError(
+      `transport pooled needs an http: base URL, got ${new URL(rest.baseURL).protocol}; use fetch`,
+      "COTFIT_TRANSPORT",
+    );
+  }
 
   if (model === undefined && command !== "demo") {
     throw new ConfigError(
@@ -479,6 +495,10 @@ export function resolveOptions(input: ResolveInput): Options {
   const visible: Omit<Options, "apiKey" | "token"> = {
     command,
     ...rest,
+    // fetch honours proxy variables; the pool does not, so a proxy keeps requests on fetch.
+    transport: transport === "auto"
+      ? http && !PROXY_VARS.some((name) => nonEmpty(input.env[name])) ? "pooled" : "fetch"
+      : transport,
     model: model ?? "cotfit-offline-demo",
     prices: priceInput === undefined || priceOutput === undefined
       ? null
@@ -490,8 +510,12 @@ export function resolveOptions(input: ResolveInput): Options {
 }
 
 /** Every setting as read, before the checks that span several of them. */
-interface Settings
-  extends Omit<Options, "command" | "model" | "apiKey" | "token" | "prices" | "ignoredKeys"> {
+interface Settings extends
+  Omit<
+    Options,
+    "command" | "model" | "apiKey" | "token" | "prices" | "ignoredKeys" | "transport"
+  > {
+  readonly transport: "auto" | "pooled" | "fetch";
   readonly model: string | undefined;
   /** The API key from the config; the environment variable beats it. */
   readonly configApiKey: string | undefined;
@@ -522,6 +546,7 @@ function readSettings(read: SettingReader, operands: readonly string[] | null): 
     timeoutMs: Math.round((read.number("timeout", 0.001, 86_400) ?? 120) * 1000),
     retries: read.int("retries", 0, 100) ?? 7,
     retryBaseMs: read.int("retryBaseMs", 0, 600_000) ?? 1000,
+    transport: read.choice("transport", ["auto", "pooled", "fetch"]) ?? "auto",
     concurrency: read.int("concurrency", 1, 4096) ?? 32,
     historyTokens: read.int("historyTokens", 0, 1_000_000) ?? 3000,
     maxThoughtTokens: read.int("maxThoughtTokens", 1, 1_000_000) ?? 1024,
@@ -717,6 +742,7 @@ type SettingName =
   | "timeout"
   | "retries"
   | "retryBaseMs"
+  | "transport"
   | "concurrency"
   | "historyTokens"
   | "maxThoughtTokens"
@@ -778,11 +804,18 @@ const FLAG_OF: Partial<Record<SettingName, FlagName>> = {
   requestConcurrency: "request-concurrency",
 };
 
+/**
+ * The proxy variables `fetch` honours for `http:` URLs; `transport: auto` keeps requests on
+ * `fetch` when one is set. One the process may not read counts as unset.
+ */
+export const PROXY_VARS: readonly string[] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+
 const ENV_OF: Partial<Record<SettingName, string>> = {
   baseURL: "OPENAI_BASE_URL",
   model: "COTFIT_MODEL",
   token: "COTFIT_TOKEN",
   retryBaseMs: "COTFIT_RETRY_BASE_MS",
+  transport: "COTFIT_TRANSPORT",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -812,6 +845,7 @@ const CONFIG_SECTIONS: Readonly<Record<string, Readonly<Record<string, KeyTarget
     timeout: "timeout",
     retries: "retries",
     retry_base_ms: "retryBaseMs",
+    transport: "transport",
     concurrency: "concurrency",
   },
   generation: {
@@ -1044,6 +1078,17 @@ class SettingReader {
   text(name: SettingName, options: TextOptions = {}): string | undefined {
     const found = this.#find(name);
     return found === undefined ? undefined : this.#text(found, options);
+  }
+
+  /** One of `choices`. */
+  choice<T extends string>(name: SettingName, choices: readonly T[]): T | undefined {
+    const found = this.#find(name);
+    if (found === undefined) return undefined;
+    const value = this.#text(found, {});
+    if (!(choices as readonly string[]).includes(value)) {
+      this.#fail(found, `must be one of ${choices.join(", ")}, got "${value}"`);
+    }
+    return value as T;
   }
 
   /** A path; one from the config resolves against the config file's directory. */

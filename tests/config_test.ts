@@ -121,6 +121,7 @@ Deno.test("resolveOptions() applies every default", () => {
     timeoutMs: 120_000,
     retries: 7,
     retryBaseMs: 1000,
+    transport: "fetch",
     concurrency: 32,
     historyTokens: 3000,
     maxThoughtTokens: 1024,
@@ -202,6 +203,7 @@ Deno.test("resolveOptions() reads every flag", () => {
     timeoutMs: 2500,
     retries: 0,
     retryBaseMs: 1000,
+    transport: "pooled",
     concurrency: 4096,
     historyTokens: 0,
     maxThoughtTokens: 300,
@@ -239,6 +241,7 @@ llm:
   timeout: 30
   retries: 1
   retry_base_ms: 50
+  transport: fetch
   concurrency: 8
 generation:
   { prompt: p.yaml, temperature: 0, top_p: 1, max_tokens: 99, max_thought_tokens: 98,
@@ -268,6 +271,7 @@ server:
     timeoutMs: 30_000,
     retries: 1,
     retryBaseMs: 50,
+    transport: "fetch",
     concurrency: 8,
     historyTokens: 97,
     maxThoughtTokens: 98,
@@ -726,7 +730,7 @@ Deno.test("resolveOptions() loads config.example.yaml with the defaults it docum
   assert.deepEqual(documented, [
     "input: paths max_line_bytes",
     "output: dir rejects cot_preface cot_suffix",
-    "llm: base_url model api_key_env api_key timeout retries retry_base_ms concurrency",
+    "llm: base_url model api_key_env api_key timeout retries retry_base_ms transport concurrency",
     "generation: prompt temperature top_p max_tokens max_thought_tokens history_tokens",
     "run: cache no_cache dry_run quiet limit sample seed debug_log",
     "pricing: input_per_million output_per_million",
@@ -836,4 +840,36 @@ Deno.test("HELP_TEXT documents every flag, default, variable, exit code and perm
   }
   assert.ok(HELP_TEXT.indexOf("To ") < HELP_TEXT.indexOf("USAGE:"), "examples come first");
   for (const line of HELP_TEXT.split("\n")) assert.ok(line.length <= 100, line);
+});
+
+Deno.test("resolveOptions() picks the pooled transport for http: unless a proxy is set", () => {
+  const run = (env: Record<string, string>, flags = {}) =>
+    resolveOptions({ positionals: [], flags: { model: "m", ...flags }, env }).transport;
+  assert.equal(run({ OPENAI_BASE_URL: "http://127.0.0.1:8000/v1" }), "pooled");
+  assert.equal(run({ OPENAI_BASE_URL: "https://api.openai.com/v1" }), "fetch");
+  assert.equal(
+    run({ OPENAI_BASE_URL: "http://10.0.0.5:8000/v1", HTTP_PROXY: "http://proxy:3128" }),
+    "fetch",
+  );
+  assert.equal(
+    run({ OPENAI_BASE_URL: "http://10.0.0.5:8000/v1", all_proxy: "socks5://p" }),
+    "fetch",
+  );
+  assert.equal(
+    run({ OPENAI_BASE_URL: "http://127.0.0.1:8000/v1", COTFIT_TRANSPORT: "fetch" }),
+    "fetch",
+  );
+});
+
+Deno.test("resolveOptions() refuses an unknown transport and pooled over https", () => {
+  const run = (env: Record<string, string>) =>
+    resolveOptions({ positionals: [], flags: { model: "m" }, env });
+  assert.throws(
+    () => run({ COTFIT_TRANSPORT: "h2" }),
+    /COTFIT_TRANSPORT.*must be one of auto, pooled, fetch, got "h2"/,
+  );
+  assert.throws(
+    () => run({ COTFIT_TRANSPORT: "pooled", OPENAI_BASE_URL: "https://api.openai.com/v1" }),
+    /transport pooled needs an http: base URL/,
+  );
 });

@@ -153,17 +153,20 @@ Deno.test("complete() classifies each injected fault", async (t) => {
     ["invalid_json", "transient", undefined, /^upstream answered invalid JSON: /],
     ["unauthorized", "fatal", 401, /check the API key \(env var OPENAI_API_KEY\)$/],
   ];
-  for (const [fault, kind, status, message] of cases) {
-    await t.step(fault, async () => {
-      await using fake = await startFakeOpenAI({ script: () => fault });
-      const error = await failure(clientFor(fake.url).complete(MESSAGES));
+  for (const transport of ["pooled", "fetch"] as const) {
+    for (const [fault, kind, status, message] of cases) {
+      await t.step(`${transport}: ${fault}`, async () => {
+        await using fake = await startFakeOpenAI({ script: () => fault });
+        using client = clientFor(fake.url, { transport });
+        const error = await failure(client.complete(MESSAGES));
 
-      assert.equal(error.kind, kind);
-      assert.equal(error.status, status);
-      assert.match(error.message, message);
-      assert.equal(error.name, "LlmError");
-      assertNoKey(error);
-    });
+        assert.equal(error.kind, kind);
+        assert.equal(error.status, status);
+        assert.match(error.message, message);
+        assert.equal(error.name, "LlmError");
+        assertNoKey(error);
+      });
+    }
   }
 });
 
@@ -271,18 +274,39 @@ Deno.test("complete() times out a body that stalls after the headers", async () 
   assert.match(error.message, /^upstream timed out after 200 ms/);
 });
 
-Deno.test("complete() is aborted when the caller aborts mid-request", async () => {
-  await using fake = await startFakeOpenAI({ script: () => "hang" });
-  const controller = new AbortController();
-  const call = clientFor(fake.url).complete(MESSAGES, { signal: controller.signal });
-  await until(() => fake.stats.inFlight === 1);
-  controller.abort();
-  const error = await failure(call);
+Deno.test("complete() is aborted when the caller aborts mid-request", async (t) => {
+  for (const transport of ["pooled", "fetch"] as const) {
+    await t.step(transport, async () => {
+      await using fake = await startFakeOpenAI({ script: () => "hang" });
+      using client = clientFor(fake.url, { transport });
+      const controller = new AbortController();
+      const call = client.complete(MESSAGES, { signal: controller.signal });
+      await until(() => fake.stats.inFlight === 1);
+      controller.abort();
+      const error = await failure(call);
 
-  assert.equal(error.kind, "aborted");
-  assert.equal(error.status, undefined);
-  await until(() => fake.stats.inFlight === 0);
-  assert.equal(fake.stats.aborted, 1);
+      assert.equal(error.kind, "aborted");
+      assert.equal(error.status, undefined);
+      await until(() => fake.stats.inFlight === 0);
+      assert.equal(fake.stats.aborted, 1);
+    });
+  }
+});
+
+Deno.test("complete() makes sequential calls over one pooled transport", async () => {
+  await using llm = await startOfflineLlm();
+  using client = clientFor(llm.url, { transport: "pooled" });
+  const replies = [];
+  for (let i = 0; i < 5; i++) replies.push(await client.complete(MESSAGES));
+  assert.deepEqual(replies.map((reply) => reply.finishReason), Array(5).fill("stop"));
+  assert.equal(llm.stats.requests, 5);
+});
+
+Deno.test("createChatClient() refuses the pooled transport for an https base URL", () => {
+  assert.throws(
+    () => clientFor("https://api.example.com/v1", { transport: "pooled" }),
+    /pooled transport needs an http: baseURL/,
+  );
 });
 
 Deno.test("complete() sends nothing when the signal is already aborted", async () => {
@@ -399,14 +423,14 @@ Deno.test("complete() posts the model, sampling fields and messages as JSON", as
     sent.push({
       url: String(input),
       headers: new Headers(init?.headers),
-      body: String(init?.body),
+      body: new TextDecoder().decode(init?.body as Uint8Array),
     });
     return fetch(input, init);
   };
   const client = clientFor(`${llm.url}/`, { fetch: recording, temperature: 0.5, maxTokens: 64 });
   // Frozen leading messages (as prompts render them) are serialised once, then reused.
   const system = Object.freeze({ role: "system" as const, content: 'Say "hi"\n\u2028.' });
-  for (const content of ["first", "second"]) {
+  for (const content of ["first", "sécond \u{1F600} 日本"]) {
     await client.complete([system, { role: "user", content }]);
   }
 
@@ -418,7 +442,7 @@ Deno.test("complete() posts the model, sampling fields and messages as JSON", as
   assert.equal(sent[0].headers.get("content-type"), "application/json");
   assert.deepEqual(
     sent.map((request) => request.body),
-    ["first", "second"].map((content) =>
+    ["first", "sécond \u{1F600} 日本"].map((content) =>
       JSON.stringify({
         model: "test-model",
         temperature: 0.5,
