@@ -57,6 +57,14 @@ export interface OfflineLlmOptions {
    */
   latencyMs?: number;
   /**
+   * Whether a client that leaves during the latency is seen. `false` makes the default reply
+   * wait in the handler and go out as a plain body: about 65 instead of 157 µs of CPU per call,
+   * for benchmarks where the endpoint shares the machine with what it measures; `aborted` then
+   * stays 0 for default replies.
+   * @default {true}
+   */
+  trackDisconnects?: boolean;
+  /**
    * Replaces the reply to some requests (fault injection, canned answers).
    * @default {undefined} always the default reply
    */
@@ -123,6 +131,7 @@ const encoder = new TextEncoder();
  */
 export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<OfflineLlm> {
   const { hostname = "127.0.0.1", port = 0, latencyMs = 0, respond } = options;
+  const trackDisconnects = options.trackDisconnects ?? true;
   if (!(latencyMs >= 0) || !Number.isFinite(latencyMs)) {
     return Promise.reject(
       new RangeError(`Cannot start offline LLM: latencyMs must be >= 0, got ${latencyMs}`),
@@ -179,6 +188,11 @@ export function startOfflineLlm(options: OfflineLlmOptions = {}): Promise<Offlin
     const json = defaultReplyJson(body, n);
     if (latencyMs === 0 || closed) {
       // The bench path: nothing waits, so there is nothing to track.
+      end(false);
+      return new Response(json, { headers: JSON_HEADERS });
+    }
+    if (!trackDisconnects) {
+      await pause(latencyMs, waiting);
       end(false);
       return new Response(json, { headers: JSON_HEADERS });
     }
@@ -433,6 +447,19 @@ function modelsResponse(): Response {
 function methodNotAllowed(request: Request, allowed: string): Response {
   return errorResponse(405, `Method ${request.method} not allowed`, "invalid_request_error", {
     allow: allowed,
+  });
+}
+
+/** Resolves after `delayMs`, or sooner once released from `waiting` (by close()). */
+function pause(delayMs: number, waiting: Set<() => void>): Promise<void> {
+  return new Promise((resolve) => {
+    const release = () => {
+      clearTimeout(timer);
+      waiting.delete(release);
+      resolve();
+    };
+    const timer = setTimeout(release, delayMs);
+    waiting.add(release);
   });
 }
 

@@ -88,6 +88,11 @@ export interface FakeOptions {
    * Port to bind; 0 picks a free one.
    * @default {0}
    */
+  /**
+   * `false`: cheaper replies that do not notice a client leaving (`OfflineLlmOptions`).
+   * @default {true}
+   */
+  trackDisconnects?: boolean;
   port?: number;
 }
 
@@ -162,6 +167,7 @@ export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeOp
   const offline = await startOfflineLlm({
     port,
     latencyMs,
+    trackDisconnects: options.trackDisconnects,
     respond(body, n, signal, headers) {
       if (recordBodies) bodies.push(body);
       if (down) {
@@ -370,6 +376,7 @@ Options:
   --seed N          seed of the fault draw (default 0)
   --fault-rate P    probability of a fault per request, spread over all faults
                     except unauthorized (default 0)
+  --lean            cheaper replies that do not notice a client leaving (benchmarks)
   -h, --help        show this help
 `;
 
@@ -378,6 +385,7 @@ interface ScriptFlags {
   latencyMs: number;
   seed: number;
   faultRate: number;
+  lean: boolean;
 }
 
 function parseFlags(args: string[]): ScriptFlags | "help" {
@@ -389,6 +397,7 @@ function parseFlags(args: string[]): ScriptFlags | "help" {
       latency: { type: "string", default: "0" },
       seed: { type: "string", default: "0" },
       "fault-rate": { type: "string", default: "0" },
+      lean: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -398,6 +407,7 @@ function parseFlags(args: string[]): ScriptFlags | "help" {
     latencyMs: numberFlag("latency", values.latency, 0, Number.MAX_SAFE_INTEGER),
     seed: numberFlag("seed", values.seed, -(2 ** 31), 2 ** 32),
     faultRate: numberFlag("fault-rate", values["fault-rate"], 0, 1),
+    lean: values.lean,
   };
 }
 
@@ -433,6 +443,7 @@ export async function main(args: string[]): Promise<number> {
     latencyMs: flags.latencyMs,
     seed: flags.seed,
     faults: evenFaults(flags.faultRate),
+    trackDisconnects: !flags.lean,
   });
   console.log(`listening ${fake.url}`);
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();

@@ -314,12 +314,28 @@ Deno.test("startOfflineLlm() answers 400 to a body that is not a chat request", 
   assert.equal(llm.stats.inFlight, 0);
 });
 
-Deno.test("startOfflineLlm() delays replies by latencyMs", async () => {
-  await using llm = await startOfflineLlm({ latencyMs: 150 });
-  const started = Date.now();
-  await outcome(llm.url);
+Deno.test("startOfflineLlm() delays replies by latencyMs", async (t) => {
+  for (const trackDisconnects of [true, false]) {
+    await t.step(`trackDisconnects ${trackDisconnects}`, async () => {
+      await using llm = await startOfflineLlm({ latencyMs: 150, trackDisconnects });
+      const started = Date.now();
+      assert.match(await outcome(llm.url), /^200 stop <thought_process>/);
 
-  assert.ok(Date.now() - started >= 140, `took ${Date.now() - started} ms`);
+      assert.ok(Date.now() - started >= 140, `took ${Date.now() - started} ms`);
+      assert.equal(llm.stats.inFlight, 0);
+    });
+  }
+});
+
+Deno.test("startOfflineLlm() close() ends untracked latency waits at once", async () => {
+  const llm = await startOfflineLlm({ latencyMs: 60_000, trackDisconnects: false });
+  const reply = outcome(llm.url);
+  await until(() => llm.stats.inFlight === 1);
+  const started = Date.now();
+  await llm.close();
+
+  assert.match(await reply, /^200 stop/);
+  assert.ok(Date.now() - started < 5_000);
 });
 
 Deno.test("offlineThought() describes the answer without quoting it", () => {
