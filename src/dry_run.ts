@@ -9,8 +9,9 @@
 import { cacheKey, type ThoughtCache } from "./cache.ts";
 import type { ThoughtWriter } from "./generate.ts";
 import { type PromptTemplate, renderMessages } from "./prompt.ts";
+import { loadTokenizer } from "./tokenizer.ts";
 import type { ChatMessage } from "./types.ts";
-import { countTokens, formatCost, type Prices } from "./usage.ts";
+import { formatCost, type Prices } from "./usage.ts";
 
 /** What a real run would do, as counted by the dry run. */
 export interface DryRunEstimate {
@@ -68,7 +69,10 @@ export function createDryRunWriter(
   const seen = new Set<string>();
   let prefixTokens: number | null = null;
 
-  function promptTokens(messages: readonly ChatMessage[]): number {
+  function promptTokens(
+    messages: readonly ChatMessage[],
+    countTokens: (text: string) => number,
+  ): number {
     // The system message and few-shot examples are the same on every call: count them once.
     prefixTokens ??= messages.slice(0, -1).reduce(
       (sum, message) => sum + countTokens(message.content) + MESSAGE_OVERHEAD_TOKENS,
@@ -77,7 +81,7 @@ export function createDryRunWriter(
     return prefixTokens + countTokens(messages.at(-1)!.content) + MESSAGE_OVERHEAD_TOKENS;
   }
 
-  const writeThought: ThoughtWriter = (request) => {
+  const writeThought: ThoughtWriter = async (request) => {
     estimate.turns++;
     const messages = renderMessages(options.template, request);
     const key = cacheKey({
@@ -93,14 +97,16 @@ export function createDryRunWriter(
     else {
       seen.add(key);
       estimate.calls++;
-      estimate.inputTokens += promptTokens(messages);
+      // Counting is what a dry run is for: it always loads the tokenizer.
+      const { countTokens } = await loadTokenizer();
+      estimate.inputTokens += promptTokens(messages, countTokens);
       const thought = THOUGHT_BASE_TOKENS +
         THOUGHT_PER_ANSWER_TOKEN *
           Math.min(countTokens(request.answer), 4 * options.maxThoughtTokens);
       estimate.outputTokens += Math.round(Math.min(thought, options.maxThoughtTokens)) +
         THOUGHT_TAG_TOKENS;
     }
-    return Promise.resolve({ ok: true, thought: "" });
+    return { ok: true, thought: "" };
   };
   return { writeThought, estimate };
 }

@@ -9,13 +9,14 @@
 
 import { memoryCache, openCache, type ThoughtCache } from "./cache.ts";
 import type { Options } from "./config.ts";
-import { createThoughtWriter, type ThoughtWriter } from "./generate.ts";
+import { type CallRecord, createThoughtWriter, type ThoughtWriter } from "./generate.ts";
 import { createChatClient } from "./llm.ts";
 import { createLimiter, type Limiter } from "./pool.ts";
 import { loadPrompt, type PromptTemplate } from "./prompt.ts";
 import type { TextSink } from "./sink.ts";
+import { loadedTokenizer, loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import type { TokenUsage } from "./types.ts";
-import { countMessageTokens, countTokens, UsageMeter } from "./usage.ts";
+import { countMessageTokens, UsageMeter } from "./usage.ts";
 
 /** What the shells get back from {@linkcode createEngine}. */
 export interface Engine {
@@ -27,7 +28,10 @@ export interface Engine {
   /** Bounds LLM calls in flight across everything this engine serves. */
   readonly limiter: Limiter;
   readonly cache: ThoughtCache;
-  /** Flushes the debug log and closes the cache. */
+  /**
+   * Finishes the token counts still waiting for the tokenizer (so the meter is complete),
+   * flushes the debug log and closes the cache.
+   */
   close(): Promise<void>;
 }
 
@@ -62,22 +66,27 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
   const { debugLog, notice } = hooks;
   // The log is written from a sync hook; its first failure surfaces when the engine closes.
   let debugLogError: { error: unknown } | null = null;
+  // Calls without usage whose count waits for the tokenizer; close() waits for them.
+  const pendingCounts = new Set<Promise<void>>();
+  let countError: { error: unknown } | null = null;
   // The rendered messages carry the prompt itself; this versions the validation rules.
   const promptId = `thought-v1;max=${options.maxThoughtTokens}`;
 
+  const client = createChatClient({
+    baseURL: options.baseURL,
+    // Local servers (vLLM, llama.cpp) need no key, but the SDK insists on one.
+    apiKey: options.apiKey ?? "not-needed",
+    model: options.model,
+    temperature: options.temperature,
+    topP: options.topP ?? undefined,
+    maxTokens: options.maxTokens,
+    timeoutMs: options.timeoutMs,
+    transport: options.transport,
+  });
   const writeThought = createThoughtWriter({
     template,
     promptId,
-    client: createChatClient({
-      baseURL: options.baseURL,
-      // Local servers (vLLM, llama.cpp) need no key, but the SDK insists on one.
-      apiKey: options.apiKey ?? "not-needed",
-      model: options.model,
-      temperature: options.temperature,
-      topP: options.topP ?? undefined,
-      maxTokens: options.maxTokens,
-      timeoutMs: options.timeoutMs,
-    }),
+    client,
     model: options.model,
     temperature: options.temperature,
     topP: options.topP ?? undefined,
@@ -89,31 +98,20 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     cache,
     events: {
       onCall(call) {
-        let usage: TokenUsage | null = call.reply?.usage ?? null;
-        if (call.reply && usage === null) {
-          usage = {
-            inputTokens: countMessageTokens(call.messages),
-            outputTokens: countTokens(call.reply.content ?? ""),
-            estimated: true,
-          };
-        }
-        if (usage) meter.addCall(usage);
-        if (call.failure) meter.addFailure(call.failure);
-        debugLog?.write(
-          JSON.stringify({
-            line: call.line,
-            turn: call.turnIndex + 1,
-            attempt: call.attempt + 1,
-            messages: call.messages,
-            reply: call.reply?.content ?? null,
-            finish_reason: call.reply?.finishReason ?? null,
-            ...(call.result.ok
-              ? { thought: call.result.thought }
-              : { rejected: call.result.reason }),
-            usage,
-            latency_ms: call.reply?.latencyMs ?? null,
-          }) + "\n",
-        )?.catch((error) => debugLogError ??= { error });
+        if (call.reply && call.reply.usage === null) {
+          // The server sent no usage: count it, which needs the tokenizer, loaded on first need.
+          const tokenizer = loadedTokenizer();
+          if (tokenizer) record(call, estimateUsage(call, tokenizer));
+          else {
+            const counting: Promise<void> = loadTokenizer()
+              .then((tokenizer) => record(call, estimateUsage(call, tokenizer)))
+              .catch((error) => {
+                countError ??= { error };
+              })
+              .finally(() => pendingCounts.delete(counting));
+            pendingCounts.add(counting);
+          }
+        } else record(call, call.reply?.usage ?? null);
       },
       onCacheHit: () => meter.addCacheHit(),
       onDedupe: () => meter.addDedupeHit(),
@@ -129,6 +127,24 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     },
   });
 
+  function record(call: CallRecord, usage: TokenUsage | null): void {
+    if (usage) meter.addCall(usage);
+    if (call.failure) meter.addFailure(call.failure);
+    debugLog?.write(
+      JSON.stringify({
+        line: call.line,
+        turn: call.turnIndex + 1,
+        attempt: call.attempt + 1,
+        messages: call.messages,
+        reply: call.reply?.content ?? null,
+        finish_reason: call.reply?.finishReason ?? null,
+        ...(call.result.ok ? { thought: call.result.thought } : { rejected: call.result.reason }),
+        usage,
+        latency_ms: call.reply?.latencyMs ?? null,
+      }) + "\n",
+    )?.catch((error) => debugLogError ??= { error });
+  }
+
   return {
     writeThought,
     template,
@@ -138,11 +154,23 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     cache,
     async close() {
       try {
+        while (pendingCounts.size > 0) await Promise.all(pendingCounts);
         await debugLog?.commit();
-        if (debugLogError) throw debugLogError.error;
+        const failure = countError ?? debugLogError;
+        if (failure) throw failure.error;
       } finally {
+        client.close();
         cache.close();
       }
     },
+  };
+}
+
+/** The usage of a call the server sent none for, counted with the o200k tokenizer. */
+function estimateUsage(call: CallRecord, tokenizer: Tokenizer): TokenUsage {
+  return {
+    inputTokens: countMessageTokens(call.messages, tokenizer.countTokens),
+    outputTokens: tokenizer.countTokens(call.reply?.content ?? ""),
+    estimated: true,
   };
 }

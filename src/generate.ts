@@ -10,7 +10,8 @@ import { createCacheKeyer } from "./cache.ts";
 import { type ChatClient, type ChatReply, LlmError, retryDelay } from "./llm.ts";
 import type { Limiter } from "./pool.ts";
 import { type PromptTemplate, renderMessages } from "./prompt.ts";
-import { extractThought } from "./thought.ts";
+import { extractThought, thoughtMayNeedTokenCount } from "./thought.ts";
+import { loadTokenizer } from "./tokenizer.ts";
 import type { ChatMessage, ThoughtRequest } from "./types.ts";
 
 /** The outcome of one turn: a thought, or why there is none. */
@@ -89,6 +90,7 @@ export type ThoughtWriter = (
  */
 export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWriter {
   const sleep = options.sleep ?? abortableSleep;
+  const limit = { maxThoughtTokens: options.maxThoughtTokens };
   const inFlight = new Map<string, Promise<ThoughtOutcome>>();
   const keyOf = createCacheKeyer({
     model: options.model,
@@ -115,7 +117,11 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
       try {
         ({ reply, result } = await options.limiter.run(async () => {
           const reply = await options.client.complete(messages, { signal });
-          const result = extractThought(reply, { maxThoughtTokens: options.maxThoughtTokens });
+          // Most replies are too short to break the limit: those never load the tokenizer.
+          const tokenizer = thoughtMayNeedTokenCount(reply, limit)
+            ? await loadTokenizer()
+            : undefined;
+          const result = extractThought(reply, { ...limit, tokenizer });
           // Stored before the slot is freed: a crash re-pays at most the calls in flight.
           if (result.ok) await options.cache.put(key, result.thought);
           return { reply, result };

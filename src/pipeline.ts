@@ -16,7 +16,8 @@ import { recordTextStream } from "./lines.ts";
 import { mapOrdered } from "./pool.ts";
 import { assembleRecord, type Framing, parseRecord, RecordError } from "./records.ts";
 import { limitStream, sampleStream } from "./sample.ts";
-import { planTurns } from "./turns.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import { historyNeedsTokenCount, planTurns } from "./turns.ts";
 import type { Line, Outcome } from "./types.ts";
 
 /** Longest raw text kept in a reject, so a huge bad line does not bloat the rejects file. */
@@ -41,7 +42,13 @@ export interface PipelineOptions {
   maxWindowChars?: number;
   /** @default {3000} */
   historyTokens?: number;
-  countTokens?: (text: string) => number;
+  /**
+   * Loads the tokenizer that counts history tokens exactly (`loadTokenizer` of tokenizer.ts);
+   * called only for a record whose history may not fit the budget by its UTF-8 size.
+   *
+   * @default {none: such histories are budgeted at 3 characters a token}
+   */
+  loadTokenizer?: () => Promise<Pick<Tokenizer, "countTokens">>;
   /** @default {16 MiB} */
   maxLineBytes?: number;
   /** `"auto"` also accepts a JSON array of records (used for `.json` files). @default {"jsonl"} */
@@ -122,10 +129,13 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     if (error instanceof RecordError) return reject(error.reason);
     throw error;
   }
-  const requests = planTurns(conversation, {
-    historyTokens: options.historyTokens,
-    countTokens: options.countTokens,
-  });
+  const { historyTokens, loadTokenizer } = options;
+  // Most histories fit by their UTF-8 size alone: only the others wait for the tokenizer (for
+  // the rest planTurns counts nothing, so its default counter is never called).
+  const tokenizer = loadTokenizer && historyNeedsTokenCount(conversation, { historyTokens })
+    ? await loadTokenizer()
+    : undefined;
+  const requests = planTurns(conversation, { historyTokens, countTokens: tokenizer?.countTokens });
   if (requests.length === 0) return reject("no assistant turn answers a user turn");
 
   const results = await Promise.all(

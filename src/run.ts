@@ -16,8 +16,9 @@ import { type InputPlan, planInputs } from "./inputs.ts";
 import { rephraseStream } from "./pipeline.ts";
 import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
 import { openAtomicFile, streamSink, type TextSink } from "./sink.ts";
+import { loadTokenizer } from "./tokenizer.ts";
 import type { Outcome } from "./types.ts";
-import { countTokens, formatSummary } from "./usage.ts";
+import { formatSummary } from "./usage.ts";
 
 /** What the job needs from its process; injected so tests can drive it. */
 export interface RunEnvironment {
@@ -173,7 +174,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     // pipeline also caps the window's text, so memory stays bounded.
     window: Math.max(256, options.concurrency * 4),
     historyTokens: options.historyTokens,
-    countTokens,
+    loadTokenizer,
     maxLineBytes: options.maxLineBytes,
     format: plan.format,
     limit: options.limit,

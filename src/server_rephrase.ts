@@ -14,8 +14,8 @@ import { createLimiter } from "./pool.ts";
 import type { Framing } from "./records.ts";
 import type { UpstreamHealth } from "./server_health.ts";
 import type { RequestErrorKind } from "./server_metrics.ts";
+import { loadTokenizer } from "./tokenizer.ts";
 import type { Outcome } from "./types.ts";
-import { countTokens } from "./usage.ts";
 
 /** Options of {@linkcode rephraseBody}. */
 export interface RephraseOptions {
@@ -150,7 +150,7 @@ export function rephraseBody(
     writeThought,
     window: options.window ?? Math.max(16, requestConcurrency * 2),
     historyTokens: options.historyTokens,
-    countTokens,
+    loadTokenizer,
     maxLineBytes: options.maxLineBytes,
     signal: abort.signal,
     stop: stopReading.signal,

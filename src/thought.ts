@@ -5,7 +5,7 @@
  * @module
  */
 
-import { isWithinTokenLimit } from "gpt-tokenizer";
+import { tokenBound, type Tokenizer } from "./tokenizer.ts";
 
 /** A usable thought, or why the reply gave none (a retry may do better). */
 export type ThoughtResult =
@@ -20,6 +20,11 @@ export interface ThoughtOptions {
    * @default {2048}
    */
   maxThoughtTokens?: number;
+  /**
+   * Counts a thought whose UTF-8 size exceeds `maxThoughtTokens`; a smaller one cannot exceed
+   * the limit. Needed only when {@linkcode thoughtMayNeedTokenCount} says so.
+   */
+  tokenizer?: Pick<Tokenizer, "isWithinTokenLimit">;
 }
 
 const THINK_BLOCK = /<think(?:\s[^>]*)?>[\s\S]*?<\/think\s*>/gi;
@@ -27,8 +32,6 @@ const THINK_OPEN = /<think(?:\s[^>]*)?>/i;
 const THINK_CLOSE = /<\/think\s*>/i;
 const OPEN_TAG = /<\s*thought_process\s*>/i;
 const CLOSE_TAG = /<\s*\/\s*thought_process\s*>/i;
-// deno-lint-ignore no-control-regex
-const ASCII = /^[\x00-\x7f]*$/;
 // The prompt's own tags (see prompts/thought_process.yaml): inside a thought they mean the model
 // echoed the prompt or nested its output.
 const OUR_TAGS =
@@ -96,9 +99,10 @@ const EXTRA_BLANK_LINES = /\n(?:[ \t]*\n){2,}/g;
  * ```
  *
  * @param reply The reply's visible text and finish reason.
- * @param options The token limit.
+ * @param options The token limit, and the tokenizer when the thought may need counting.
  * @returns The thought (trimmed, `\n` line endings, at most one blank line in a row), or a reason.
  * @throws {RangeError} When `maxThoughtTokens` is not a positive integer.
+ * @throws {TypeError} When the thought needs counting and no `tokenizer` was given.
  */
 export function extractThought(
   reply: { content: string | null; finishReason: string | null },
@@ -136,13 +140,45 @@ export function extractThought(
   }
   thought = thought.replace(EXTRA_BLANK_LINES, "\n\n");
 
-  // A token never spans less than one UTF-8 byte, and a UTF-16 unit is at most 3 bytes (1 when
-  // ASCII): short thoughts need no tokenizing, which would cost ~100 µs per KB.
-  const maxBytes = ASCII.test(thought) ? thought.length : thought.length * 3;
-  if (maxBytes > maxTokens && isWithinTokenLimit(thought, maxTokens) === false) {
-    return { ok: false, reason: `runaway: thought over ${maxTokens} tokens` };
+  // Most thoughts are shorter in bytes than the limit in tokens: no tokenizing for them.
+  if (tokenBound(thought) > maxTokens) {
+    if (!options.tokenizer) {
+      throw new TypeError(
+        `Cannot check a thought against ${maxTokens} tokens: no tokenizer given`,
+      );
+    }
+    if (!options.tokenizer.isWithinTokenLimit(thought, maxTokens)) {
+      return { ok: false, reason: `runaway: thought over ${maxTokens} tokens` };
+    }
   }
   return { ok: true, thought };
+}
+
+/**
+ * Whether {@linkcode extractThought} may need a tokenizer for this reply: only when the reply's
+ * UTF-8 size, which bounds the thought's tokens, exceeds the limit. Lets a caller load the
+ * tokenizer only then.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { thoughtMayNeedTokenCount } from "./thought.ts";
+ * const reply = { content: "<thought_process>\nShort.\n</thought_process>", finishReason: "stop" };
+ * assert.equal(thoughtMayNeedTokenCount(reply), false);
+ * assert.equal(thoughtMayNeedTokenCount(reply, { maxThoughtTokens: 10 }), true);
+ * ```
+ *
+ * @param reply The reply's visible text and finish reason.
+ * @param options The token limit.
+ * @returns `false` when `extractThought` will not use `options.tokenizer` for this reply.
+ */
+export function thoughtMayNeedTokenCount(
+  reply: { content: string | null; finishReason: string | null },
+  options: Pick<ThoughtOptions, "maxThoughtTokens"> = {},
+): boolean {
+  // A reply cut at the token limit is rejected before any counting.
+  if (reply.finishReason === "length" || reply.content === null) return false;
+  return tokenBound(reply.content) > (options.maxThoughtTokens ?? 2048);
 }
 
 /** Drops `<think>` blocks, an unclosed `<think>` up to the thought, and text before a stray `</think>`. */

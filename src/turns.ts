@@ -11,6 +11,7 @@
  * @module
  */
 
+import { tokenBound } from "./tokenizer.ts";
 import type { Conversation, ThoughtRequest, Turn } from "./types.ts";
 
 /** Options of {@linkcode planTurns}. */
@@ -22,7 +23,8 @@ export interface PlanOptions {
    */
   historyTokens?: number;
   /**
-   * Counts the tokens of a text. Only called when a cheap upper bound does not already fit.
+   * Counts the tokens of a text. Only called when the history's UTF-8 size does not already fit
+   * the budget: see {@linkcode historyNeedsTokenCount}.
    *
    * @default {(text) => Math.ceil(text.length / 3)}
    */
@@ -57,14 +59,10 @@ export function planTurns(conversation: Conversation, options: PlanOptions = {})
   const budget = options.historyTokens ?? 3000;
   const countTokens = options.countTokens ?? ((text: string) => Math.ceil(text.length / 3));
   const { turns } = conversation;
-
-  let firstAfterSystem = 0;
-  while (firstAfterSystem < turns.length && turns[firstAfterSystem].role === "system") {
-    firstAfterSystem++;
-  }
+  const start = historyStart(turns);
   const systemParts = [
     conversation.system,
-    ...turns.slice(0, firstAfterSystem).map((turn) => turn.text),
+    ...turns.slice(0, start).map((turn) => turn.text),
   ].filter((text): text is string => typeof text === "string" && text.length > 0);
   const system = systemParts.length > 0 ? systemParts.join("\n\n") : null;
 
@@ -72,24 +70,28 @@ export function planTurns(conversation: Conversation, options: PlanOptions = {})
   function costOf(index: number): number {
     return costs[index] ??= countTokens(turns[index].text ?? "") + TURN_OVERHEAD_TOKENS;
   }
+  // The token bound of turns[start, boundEnd): histories only grow, so it is summed once.
+  let bound = 0;
+  let boundEnd = start;
 
   const requests: ThoughtRequest[] = [];
   let lastUser = -1;
-  for (let index = firstAfterSystem; index < turns.length; index++) {
+  for (let index = start; index < turns.length; index++) {
     const turn = turns[index];
     if (turn.role === "user") {
       lastUser = index;
       continue;
     }
-    if (turn.role !== "assistant" || lastUser < 0) continue;
-    if (turn.text === null || turn.text.trim() === "") continue;
+    if (lastUser < 0 || !isAnswer(turn)) continue;
 
-    const { history, dropped } = trimHistory(turns, firstAfterSystem, lastUser, budget, costOf);
+    for (; boundEnd < lastUser; boundEnd++) bound += turnBound(turns[boundEnd]);
+    // Within the bound the whole history fits: only a longer one is counted.
+    const first = bound <= budget ? start : firstKept(start, lastUser, budget, costOf);
     requests.push({
       turnIndex: index,
       system,
-      history,
-      droppedTurns: dropped,
+      history: turns.slice(first, lastUser),
+      droppedTurns: first - start,
       request: turns[lastUser],
       between: turns.slice(lastUser + 1, index),
       answer: turn.text,
@@ -98,33 +100,81 @@ export function planTurns(conversation: Conversation, options: PlanOptions = {})
   return requests;
 }
 
-function trimHistory(
-  turns: readonly Turn[],
+/**
+ * Whether {@linkcode planTurns} will count tokens for this conversation: some history's UTF-8
+ * size (an upper bound on its tokens) exceeds the budget. When it does not, every history fits
+ * whole and no tokenizer is needed.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { historyNeedsTokenCount } from "./turns.ts";
+ * const turns = [
+ *   { index: 0, role: "user", name: "human", text: "x".repeat(200) },
+ *   { index: 1, role: "assistant", name: "gpt", text: "y".repeat(200) },
+ *   { index: 2, role: "user", name: "human", text: "Shorter?" },
+ *   { index: 3, role: "assistant", name: "gpt", text: "Yes." },
+ * ] as const;
+ * const conversation = { line: 1, shape: "sharegpt", listKey: "conversations", record: {}, system: null, turns } as const;
+ * assert.equal(historyNeedsTokenCount(conversation, { historyTokens: 500 }), false);
+ * assert.equal(historyNeedsTokenCount(conversation, { historyTokens: 300 }), true);
+ * ```
+ *
+ * @param conversation A parsed record.
+ * @param options The history budget, as passed to {@linkcode planTurns}.
+ * @returns `true` when `planTurns` would call `countTokens`.
+ */
+export function historyNeedsTokenCount(
+  conversation: Conversation,
+  options: Pick<PlanOptions, "historyTokens"> = {},
+): boolean {
+  const budget = options.historyTokens ?? 3000;
+  const { turns } = conversation;
+  const start = historyStart(turns);
+  // The longest history is the one before the last user turn that an assistant turn answers.
+  let lastUser = -1;
+  let end = -1;
+  for (let index = start; index < turns.length; index++) {
+    const turn = turns[index];
+    if (turn.role === "user") lastUser = index;
+    else if (lastUser >= 0 && isAnswer(turn)) end = lastUser;
+  }
+  let bound = 0;
+  for (let index = start; index < end; index++) {
+    bound += turnBound(turns[index]);
+    if (bound > budget) return true;
+  }
+  return false;
+}
+
+/** The index of the first turn after the leading system turns. */
+function historyStart(turns: readonly Turn[]): number {
+  let index = 0;
+  while (index < turns.length && turns[index].role === "system") index++;
+  return index;
+}
+
+/** An assistant turn with text to think about (not a tool call, not blank). */
+function isAnswer(turn: Turn): turn is Turn & { text: string } {
+  return turn.role === "assistant" && turn.text !== null && turn.text.trim() !== "";
+}
+
+function turnBound(turn: Turn): number {
+  return tokenBound(turn.text ?? "") + TURN_OVERHEAD_TOKENS;
+}
+
+/** The first history turn kept: the newest turns that fit the budget, by exact count. */
+function firstKept(
   start: number,
   end: number,
   budget: number,
   costOf: (index: number) => number,
-): { history: Turn[]; dropped: number } {
-  // A token is at least one UTF-8 byte, and a UTF-16 unit at most 3 bytes (1 when ASCII): if
-  // that bound fits, skip the tokenizer entirely (about 100 µs per KB).
-  let upperBound = 0;
-  for (let index = start; index < end; index++) {
-    upperBound += maxUtf8Bytes(turns[index].text ?? "") + TURN_OVERHEAD_TOKENS;
-  }
-  if (upperBound <= budget) return { history: turns.slice(start, end), dropped: 0 };
-
+): number {
   let used = 0;
   let first = end;
   while (first > start && used + costOf(first - 1) <= budget) {
     used += costOf(first - 1);
     first--;
   }
-  return { history: turns.slice(first, end), dropped: first - start };
-}
-
-// deno-lint-ignore no-control-regex
-const ASCII = /^[\x00-\x7f]*$/;
-
-function maxUtf8Bytes(text: string): number {
-  return ASCII.test(text) ? text.length : text.length * 3;
+  return first;
 }

@@ -1,31 +1,11 @@
 /**
- * Token counting, cost and the run's usage meter. Pure: times are passed in by the caller.
+ * Prompt token estimates, cost and the run's usage meter. Pure: the token counter and times are
+ * passed in by the caller.
  *
  * @module
  */
 
-import { countTokens as countO200kTokens } from "gpt-tokenizer";
 import type { ChatMessage, TokenUsage } from "./types.ts";
-
-/**
- * Counts the tokens of `text` with the o200k encoding (GPT-4o and later); an estimate for
- * other model families.
- *
- * @param text Any text.
- * @returns The token count; 0 for the empty string.
- *
- * @example Usage
- * ```ts
- * import assert from "node:assert/strict";
- * import { countTokens } from "./usage.ts";
- *
- * assert.equal(countTokens("Hello, world!"), 4);
- * assert.equal(countTokens(""), 0);
- * ```
- */
-export function countTokens(text: string): number {
-  return text === "" ? 0 : countO200kTokens(text);
-}
 
 /**
  * OpenAI's documented chat framing: 3 tokens wrap each message, its role is 1 more token
@@ -36,21 +16,27 @@ const TOKENS_PER_REPLY = 3;
 
 /**
  * Estimates the prompt tokens of a chat request: message texts plus the per-message framing
- * OpenAI documents. Used when a server omits `usage`, and to budget history.
+ * OpenAI documents. Used when a server omits `usage`.
  *
  * @param messages The messages as sent.
+ * @param countTokens Counts the tokens of one text: a loaded tokenizer's (tokenizer.ts).
  * @returns The estimated prompt tokens.
  *
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
  * import { countMessageTokens } from "./usage.ts";
+ * import { loadTokenizer } from "./tokenizer.ts";
  *
+ * const { countTokens } = await loadTokenizer();
  * // 4 framing + 4 text ("Hello, world!") + 3 reply priming
- * assert.equal(countMessageTokens([{ role: "user", content: "Hello, world!" }]), 11);
+ * assert.equal(countMessageTokens([{ role: "user", content: "Hello, world!" }], countTokens), 11);
  * ```
  */
-export function countMessageTokens(messages: readonly ChatMessage[]): number {
+export function countMessageTokens(
+  messages: readonly ChatMessage[],
+  countTokens: (text: string) => number,
+): number {
   let total = TOKENS_PER_REPLY;
   for (const message of messages) total += TOKENS_PER_MESSAGE + countTokens(message.content);
   return total;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { extractThought, type ThoughtResult } from "../src/thought.ts";
+import { extractThought, thoughtMayNeedTokenCount, type ThoughtResult } from "../src/thought.ts";
+import { loadTokenizer, type Tokenizer } from "../src/tokenizer.ts";
 
 function stop(content: string | null): { content: string | null; finishReason: string | null } {
   return { content, finishReason: "stop" };
@@ -164,14 +165,18 @@ Deno.test("extractThought() removes sentences that speak of the answer as existi
   );
 });
 
-Deno.test("extractThought() counts the tokens of short non-ASCII thoughts", () => {
+Deno.test("extractThought() counts the tokens of short non-ASCII thoughts", async () => {
+  const tokenizer = await loadTokenizer();
   // 40 characters, but far more than 20 tokens: the cheap ASCII bound must not wave it through.
   const thought = "日本語で考える。".repeat(5);
   assert.deepEqual(
-    extractThought(wrapped(thought), { maxThoughtTokens: 20 }),
+    extractThought(wrapped(thought), { maxThoughtTokens: 20, tokenizer }),
     fail("runaway: thought over 20 tokens"),
   );
-  assert.deepEqual(extractThought(wrapped(thought), { maxThoughtTokens: 100 }), ok(thought));
+  assert.deepEqual(
+    extractThought(wrapped(thought), { maxThoughtTokens: 100, tokenizer }),
+    ok(thought),
+  );
 });
 
 Deno.test("extractThought() rejects a thought that only describes the answer", () => {
@@ -180,21 +185,83 @@ Deno.test("extractThought() rejects a thought that only describes the answer", (
   assert.deepEqual(extractThought(wrapped(thought)), fail("thought only describes the answer"));
 });
 
-Deno.test("extractThought() rejects thoughts over the token limit", () => {
+Deno.test("extractThought() rejects thoughts over the token limit", async () => {
+  const tokenizer = await loadTokenizer();
   const thought = "I reason step by step about the problem. ".repeat(400).trim();
-  assert.deepEqual(extractThought(wrapped(thought)), fail("runaway: thought over 2048 tokens"));
   assert.deepEqual(
-    extractThought(wrapped("one two three four five six"), { maxThoughtTokens: 5 }),
+    extractThought(wrapped(thought), { tokenizer }),
+    fail("runaway: thought over 2048 tokens"),
+  );
+  assert.deepEqual(
+    extractThought(wrapped("one two three four five six"), { maxThoughtTokens: 5, tokenizer }),
     fail("runaway: thought over 5 tokens"),
   );
   assert.deepEqual(
-    extractThought(wrapped("one two three four five six"), { maxThoughtTokens: 6 }),
+    extractThought(wrapped("one two three four five six"), { maxThoughtTokens: 6, tokenizer }),
     ok("one two three four five six"),
   );
   assert.deepEqual(
-    extractThought(wrapped(thought), { maxThoughtTokens: 10_000 }),
+    extractThought(wrapped(thought), { maxThoughtTokens: 10_000, tokenizer }),
     ok(thought),
   );
+});
+
+/** A tokenizer that counts its calls and answers like the real one. */
+function spyTokenizer(real: Tokenizer): { tokenizer: Tokenizer; calls: () => number } {
+  let calls = 0;
+  return {
+    tokenizer: {
+      countTokens(text) {
+        calls++;
+        return real.countTokens(text);
+      },
+      isWithinTokenLimit(text, limit) {
+        calls++;
+        return real.isWithinTokenLimit(text, limit);
+      },
+    },
+    calls: () => calls,
+  };
+}
+
+Deno.test("extractThought() counts no thought smaller in UTF-8 bytes than the limit", async () => {
+  const spy = spyTokenizer(await loadTokenizer());
+  // Typical model prose: mostly ASCII with a few dashes and curly quotes, 1,900 bytes in all.
+  const thought = "I check the user’s question — then I answer it. ".repeat(38).trim();
+  assert.deepEqual(extractThought(wrapped(thought), { tokenizer: spy.tokenizer }), ok(thought));
+  assert.equal(spy.calls(), 0);
+  // Not needed, so not required.
+  assert.deepEqual(extractThought(wrapped(thought)), ok(thought));
+});
+
+Deno.test("extractThought() needs a tokenizer for a thought that may be over the limit", () => {
+  const thought = "I reason step by step about the problem. ".repeat(60).trim();
+  assert.throws(() => extractThought(wrapped(thought)), TypeError);
+  assert.throws(() => extractThought(wrapped("one two three"), { maxThoughtTokens: 2 }), TypeError);
+});
+
+Deno.test("thoughtMayNeedTokenCount() is true for every reply extractThought() counts", async () => {
+  const spy = spyTokenizer(await loadTokenizer());
+  const replies = [
+    wrapped("Short."),
+    wrapped("I reason step by step about the problem. ".repeat(60).trim()),
+    wrapped("日本語で考える。".repeat(100)),
+    wrapped("I check the user’s question — then I answer it. ".repeat(38).trim()),
+    stop("<think>" + "draft ".repeat(500) + "</think><thought_process>Short.</thought_process>"),
+    { content: "<thought_process>" + "x ".repeat(3000), finishReason: "length" },
+    stop(null),
+  ];
+  for (const maxThoughtTokens of [5, 100, 2048]) {
+    for (const reply of replies) {
+      const before = spy.calls();
+      extractThought(reply, { maxThoughtTokens, tokenizer: spy.tokenizer });
+      const counted = spy.calls() > before;
+      const label = `${reply.content?.slice(0, 40)} at ${maxThoughtTokens}`;
+      if (counted) assert.ok(thoughtMayNeedTokenCount(reply, { maxThoughtTokens }), label);
+    }
+  }
+  assert.equal(thoughtMayNeedTokenCount(wrapped("Short.")), false);
+  assert.equal(thoughtMayNeedTokenCount(replies[5], { maxThoughtTokens: 5 }), false);
 });
 
 Deno.test("extractThought() rejects a non-positive token limit", () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { planTurns } from "../src/turns.ts";
+import { loadTokenizer } from "../src/tokenizer.ts";
+import { historyNeedsTokenCount, planTurns } from "../src/turns.ts";
 import type { Conversation, Role, Turn } from "../src/types.ts";
 
 function conversation(turns: [Role, string | null][], system: string | null = null): Conversation {
@@ -101,4 +102,76 @@ Deno.test("planTurns() skips the tokenizer when the history obviously fits", () 
     },
   );
   assert.equal(calls, 0);
+});
+
+Deno.test("planTurns() trims a long history by exact o200k counts", async () => {
+  const { countTokens } = await loadTokenizer();
+  // "hello " x 99 is 100 tokens, so each history turn costs 104 with its framing.
+  const long = "hello ".repeat(99);
+  assert.equal(countTokens(long), 100);
+  const turns: [Role, string][] = [];
+  for (let i = 0; i < 4; i++) turns.push(["user", long], ["assistant", long]);
+  turns.push(["user", "last"], ["assistant", "answer"]);
+  const chat = conversation(turns);
+  for (const [historyTokens, kept] of [[207, 1], [208, 2], [415, 3], [416, 4], [832, 8]]) {
+    assert.equal(historyNeedsTokenCount(chat, { historyTokens }), true);
+    const last = planTurns(chat, { historyTokens, countTokens }).at(-1)!;
+    assert.equal(last.history.length, kept, `budget ${historyTokens}`);
+    assert.equal(last.droppedTurns, 8 - kept);
+  }
+});
+
+Deno.test("planTurns() skips the tokenizer for mostly-ASCII history that fits by UTF-8 size", () => {
+  // 2 x 1,200 characters with dashes and quotes: 2,888 bytes with framing, within 3,000 tokens.
+  const prose = "It’s fine — really. ".repeat(60);
+  const chat = conversation([
+    ["user", prose],
+    ["assistant", prose],
+    ["user", "More?"],
+    ["assistant", "Yes."],
+  ]);
+  let calls = 0;
+  const plan = planTurns(chat, {
+    countTokens: () => {
+      calls++;
+      return 0;
+    },
+  });
+  assert.equal(calls, 0);
+  assert.equal(plan[1].history.length, 2);
+  assert.equal(historyNeedsTokenCount(chat), false);
+});
+
+Deno.test("historyNeedsTokenCount() is true exactly when planTurns() counts tokens", () => {
+  const long = "x".repeat(500);
+  const chats = [
+    conversation([["user", "Q"], ["assistant", "A"]]),
+    conversation([["user", long], ["assistant", long], ["user", "Q"], ["assistant", "A"]]),
+    // The last user turn answers nothing: its history is never planned.
+    conversation([["user", long], ["assistant", "A"], ["user", long], ["user", long]]),
+    // Leading system turns are the system prompt, not history.
+    conversation([["system", long], ["system", long], ["user", "Q"], ["assistant", "A"]]),
+    conversation([["user", "日本語".repeat(100)], ["assistant", "A"], ["user", "Q"], [
+      "assistant",
+      "A",
+    ]]),
+    conversation([["user", long], ["assistant", null], ["user", "Q"], ["assistant", " "]]),
+  ];
+  for (const [i, chat] of chats.entries()) {
+    for (const historyTokens of [0, 100, 503, 504, 505, 1000, 3000]) {
+      let counted = false;
+      planTurns(chat, {
+        historyTokens,
+        countTokens: (text) => {
+          counted = true;
+          return text.length;
+        },
+      });
+      assert.equal(
+        historyNeedsTokenCount(chat, { historyTokens }),
+        counted,
+        `${i} @ ${historyTokens}`,
+      );
+    }
+  }
 });

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import type { ThoughtWriter } from "../src/generate.ts";
+import { rephraseStream } from "../src/pipeline.ts";
+import { loadTokenizer } from "../src/tokenizer.ts";
+import type { Outcome, ThoughtRequest } from "../src/types.ts";
+
+const FRAMING = { preface: "Thought:", suffix: "Answer:" };
+
+/** Runs records through the pipeline; the writer records every request and thinks "Ok.". */
+async function rephrase(
+  records: unknown[],
+  options: { historyTokens?: number; loadTokenizer?: typeof loadTokenizer } = {},
+): Promise<{ outcomes: Outcome[]; requests: ThoughtRequest[] }> {
+  const requests: ThoughtRequest[] = [];
+  const writeThought: ThoughtWriter = (request) => {
+    requests.push(request);
+    return Promise.resolve({ ok: true, thought: "Ok." });
+  };
+  const pipeline = rephraseStream({ framing: FRAMING, writeThought, ...options });
+  const input = records.map((record) => JSON.stringify(record) + "\n").join("");
+  ReadableStream.from([new TextEncoder().encode(input)]).pipeTo(pipeline.writable);
+  return { outcomes: await Array.fromAsync(pipeline.readable), requests };
+}
+
+/** loadTokenizer, counting its calls. */
+function countingLoader(): { load: typeof loadTokenizer; loads: () => number } {
+  let loads = 0;
+  return {
+    load() {
+      loads++;
+      return loadTokenizer();
+    },
+    loads: () => loads,
+  };
+}
+
+function chat(...texts: string[]): { conversations: { from: string; value: string }[] } {
+  return {
+    conversations: texts.map((value, i) => ({ from: i % 2 === 0 ? "human" : "gpt", value })),
+  };
+}
+
+Deno.test("rephraseStream() loads the tokenizer for a long history and trims it exactly", async () => {
+  const loader = countingLoader();
+  // "hello " x 99 is 100 o200k tokens: each history turn costs 104, so 416 tokens keep 4 of 6.
+  const long = "hello ".repeat(99);
+  const { outcomes, requests } = await rephrase(
+    [chat(long, long, long, long, long, long, "Last?", "Yes.")],
+    { historyTokens: 416, loadTokenizer: loader.load },
+  );
+  assert.equal(outcomes[0].kind, "record");
+  const last = requests.find((request) => request.answer === "Yes.")!;
+  assert.equal(last.history.length, 4);
+  assert.equal(last.droppedTurns, 2);
+  assert.equal(loader.loads(), 1);
+});
+
+Deno.test("rephraseStream() does not load the tokenizer for histories that fit", async () => {
+  const loader = countingLoader();
+  const records = [
+    chat("Capital of France?", "Paris."),
+    chat("Hi — who are you?", "An assistant.", "What’s 2+2?", "4.", "And 3+3?", "6."),
+    chat("x".repeat(2000), "y".repeat(900), "Shorter?", "Yes."),
+  ];
+  const { outcomes, requests } = await rephrase(records, { loadTokenizer: loader.load });
+  assert.deepEqual(outcomes.map((outcome) => outcome.kind), ["record", "record", "record"]);
+  assert.equal(requests.at(-1)!.history.length, 2);
+  assert.equal(loader.loads(), 0);
+});
