@@ -248,3 +248,13 @@ Deno.test("createHttp1Pool() refuses a header value holding a line break", async
 Deno.test("createHttp1Pool() refuses an https origin", () => {
   assert.throws(() => createHttp1Pool("https://api.openai.com/v1"), TypeError);
 });
+
+Deno.test("createHttp1Pool() serves concurrent calls when opening is capped at one connection at a time", async () => {
+  await using server = rawServer((n) => ({ bytes: ok(`${n}`) }));
+  using pool = createHttp1Pool(server.url, { maxConnecting: 1 });
+  const bodies = await Promise.all(
+    Array.from({ length: 5 }, async () => (await pool.post("/", HEADERS, "{}")).body),
+  );
+  assert.deepEqual(bodies.toSorted(), ["0", "1", "2", "3", "4"]);
+  assert.equal(server.connections, 5);
+});
