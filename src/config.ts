@@ -12,6 +12,7 @@
 import { dirname, isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDocument } from "yaml";
+import { poolSuits } from "./http1.ts";
 
 /**
  * A bad flag, environment variable or config value. The message is one line and never holds
@@ -174,8 +175,9 @@ export interface Options {
   readonly retryBaseMs: number;
   /**
    * Env `COTFIT_TRANSPORT` or `llm.transport` (`auto`, `pooled`, `fetch`): how LLM requests
-   * travel. `auto` picks cotfit's pooled HTTP/1.1 client for an `http:` base URL when no
-   * `HTTP_PROXY`/`ALL_PROXY` is set (a third of `fetch`'s CPU per call), else `fetch`.
+   * travel. `auto` picks cotfit's pooled HTTP/1.1 client (a third of `fetch`'s CPU per call) for
+   * an `http:` base URL on an IP address or localhost when no `HTTP_PROXY`/`ALL_PROXY` is set,
+   * else `fetch`.
    * @default {"pooled" or "fetch", as auto picks}
    */
   readonly transport: "pooled" | "fetch";
@@ -354,8 +356,9 @@ ENVIRONMENT:
   OPENAI_BASE_URL  Default of --base-url
   COTFIT_MODEL     Default of --model
   COTFIT_RETRY_BASE_MS  First backoff after a transient error, doubling up to 30 s (default 1000)
-  COTFIT_TRANSPORT auto (default), pooled or fetch: auto sends http: endpoints through cotfit's
-                   keep-alive HTTP/1.1 pool unless HTTP_PROXY or ALL_PROXY is set, else fetch
+  COTFIT_TRANSPORT auto (default), pooled or fetch: auto sends http:// endpoints on an IP address
+                   or localhost through cotfit's keep-alive HTTP/1.1 pool unless HTTP_PROXY or
+                   ALL_PROXY is set, the rest through fetch
   COTFIT_TOKEN     Default of --token
 
 EXIT CODES:
@@ -454,8 +457,8 @@ export function resolveOptions(input: ResolveInput): Options {
     command === "run" ? operands : null,
   );
   const { model, configApiKey, token, priceInput, priceOutput, transport, ...rest } = settings;
-  const http = new URL(rest.baseURL).protocol === "http:";
-  if (transport === "pooled" && !http) {
+  const baseURL = new URL(rest.baseURL);
+  if (transport === "pooled" && baseURL.protocol !== "http:") {
     throw new ConfigError(
       `transport pooled needs an http: base URL, got ${new URL(rest.baseURL).protocol}; use fetch`,
       "COTFIT_TRANSPORT",
@@ -497,7 +500,9 @@ export function resolveOptions(input: ResolveInput): Options {
     ...rest,
     // fetch honours proxy variables; the pool does not, so a proxy keeps requests on fetch.
     transport: transport === "auto"
-      ? http && !PROXY_VARS.some((name) => nonEmpty(input.env[name])) ? "pooled" : "fetch"
+      ? poolSuits(baseURL) && !PROXY_VARS.some((name) => nonEmpty(input.env[name]))
+        ? "pooled"
+        : "fetch"
       : transport,
     model: model ?? "cotfit-offline-demo",
     prices: priceInput === undefined || priceOutput === undefined

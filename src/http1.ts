@@ -85,6 +85,8 @@ const READ_CHUNK_BYTES = 8 * 1024;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/;
 const CHUNK_SIZE = /^[0-9a-fA-F]{1,15}$/;
 const FORBIDDEN_IN_HEADER = /[\r\n\0]/;
+// The WHATWG URL parser has already normalised IPv4 hosts to dotted decimal.
+const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -135,8 +137,24 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
     return undefined;
   }
 
+  // `localhost` may resolve to ::1 first while the server listens on 127.0.0.1 only (vLLM's
+  // default), and Deno.connect tries the first address alone: the other loopback is tried next.
+  const candidates = isLocalhost(hostname) ? [hostname, "127.0.0.1", "::1"] : [hostname];
+  async function connect(): Promise<Deno.TcpConn> {
+    let firstError: unknown;
+    for (const candidate of candidates) {
+      try {
+        return await Deno.connect({ hostname: candidate, port });
+      } catch (error) {
+        firstError ??= error;
+        if (!(error instanceof Deno.errors.ConnectionRefused)) break;
+      }
+    }
+    throw firstError;
+  }
+
   async function open(): Promise<Connection> {
-    const conn = await connecting.run(() => Deno.connect({ hostname, port }));
+    const conn = await connecting.run(connect);
     // One write per request, but a reply to an unacknowledged segment must not wait for it.
     conn.setNoDelay(true);
     // Kept with the connection: a fresh buffer per call cost a GC-visible allocation per call.
@@ -203,6 +221,36 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
       this.close();
     },
   };
+}
+
+/**
+ * Whether the pool reaches `url` as `fetch` would: an `http:` URL whose host is an IP address or
+ * `localhost`. For other names `fetch` tries every address the name resolves to, and the pool
+ * (`Deno.connect`) only the first.
+ *
+ * @param url The endpoint.
+ * @returns `true` when the pool suits it.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { poolSuits } from "./http1.ts";
+ *
+ * assert.equal(poolSuits(new URL("http://127.0.0.1:8000/v1")), true);
+ * assert.equal(poolSuits(new URL("http://localhost:8000/v1")), true);
+ * assert.equal(poolSuits(new URL("http://[::1]:8000/v1")), true);
+ * assert.equal(poolSuits(new URL("http://gpu-box:8000/v1")), false);
+ * assert.equal(poolSuits(new URL("https://127.0.0.1/v1")), false);
+ * ```
+ */
+export function poolSuits(url: URL): boolean {
+  if (url.protocol !== "http:") return false;
+  const host = url.hostname;
+  return isLocalhost(host) || host.startsWith("[") || IPV4.test(host);
+}
+
+function isLocalhost(hostname: string): boolean {
+  return hostname === "localhost" || hostname.endsWith(".localhost");
 }
 
 interface Connection {

@@ -26,7 +26,7 @@ import {
   PermissionDeniedError,
   RateLimitError,
 } from "openai";
-import { createHttp1Pool, type Http1Pool, HttpResponseError } from "./http1.ts";
+import { createHttp1Pool, type Http1Pool, HttpResponseError, poolSuits } from "./http1.ts";
 import type { ChatMessage, TokenUsage } from "./types.ts";
 
 /** How to reach the endpoint and what to ask of it. */
@@ -71,7 +71,8 @@ export interface ChatClientOptions {
    * How requests travel. `pooled`: over cotfit's keep-alive HTTP/1.1 pool (`src/http1.ts`),
    * which costs a third of `fetch`'s CPU per call; `http:` base URLs only, no proxy. `fetch`:
    * through `fetch`, which also speaks TLS and honours `HTTP_PROXY`.
-   * @default {"pooled"} for an `http:` base URL when no `fetch` is given, else `"fetch"`
+   * @default {"pooled"} when no `fetch` is given and `poolSuits(baseURL)` (an `http:` URL on an
+   * IP address or localhost), else `"fetch"`
    */
   transport?: "pooled" | "fetch";
 }
@@ -222,7 +223,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const origin = httpOrigin(options.baseURL);
   const url = new URL(`${options.baseURL.replace(/\/+$/, "")}/chat/completions`);
   const transport = options.transport ??
-    (options.fetch === undefined && url.protocol === "http:" ? "pooled" : "fetch");
+    (options.fetch === undefined && poolSuits(url) ? "pooled" : "fetch");
   if (transport === "pooled" && url.protocol !== "http:") {
     throw new TypeError("Cannot create chat client: the pooled transport needs an http: baseURL");
   }

@@ -842,11 +842,18 @@ Deno.test("HELP_TEXT documents every flag, default, variable, exit code and perm
   for (const line of HELP_TEXT.split("\n")) assert.ok(line.length <= 100, line);
 });
 
-Deno.test("resolveOptions() picks the pooled transport for http: unless a proxy is set", () => {
+Deno.test("resolveOptions() picks the pooled transport for http: on an IP or localhost unless a proxy is set", () => {
   const run = (env: Record<string, string>, flags = {}) =>
     resolveOptions({ positionals: [], flags: { model: "m", ...flags }, env }).transport;
   assert.equal(run({ OPENAI_BASE_URL: "http://127.0.0.1:8000/v1" }), "pooled");
+  assert.equal(run({ OPENAI_BASE_URL: "http://localhost:11434/v1" }), "pooled");
   assert.equal(run({ OPENAI_BASE_URL: "https://api.openai.com/v1" }), "fetch");
+  // fetch tries every address a name resolves to; the pool only the first.
+  assert.equal(run({ OPENAI_BASE_URL: "http://gpu-box:8000/v1" }), "fetch");
+  assert.equal(
+    run({ OPENAI_BASE_URL: "http://gpu-box:8000/v1", COTFIT_TRANSPORT: "pooled" }),
+    "pooled",
+  );
   assert.equal(
     run({ OPENAI_BASE_URL: "http://10.0.0.5:8000/v1", HTTP_PROXY: "http://proxy:3128" }),
     "fetch",

@@ -258,3 +258,29 @@ Deno.test("createHttp1Pool() serves concurrent calls when opening is capped at o
   assert.deepEqual(bodies.toSorted(), ["0", "1", "2", "3", "4"]);
   assert.equal(server.connections, 5);
 });
+
+Deno.test("createHttp1Pool() reaches a server on 127.0.0.1 through localhost", async () => {
+  await using server = rawServer(() => ({ bytes: ok("{}") }));
+  using pool = createHttp1Pool(server.url.replace("127.0.0.1", "localhost"));
+  assert.equal((await pool.post("/", HEADERS, "{}")).status, 200);
+});
+
+Deno.test("createHttp1Pool() reaches a server on ::1 only through localhost", async () => {
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: "::1", port: 0 });
+  } catch {
+    return; // No IPv6 loopback on this machine: nothing to check.
+  }
+  const served = (async () => {
+    const conn = await listener.accept();
+    const buffer = new Uint8Array(4096);
+    await conn.read(buffer);
+    await conn.write(encoder.encode(ok('{"v6":true}', "connection: close\r\n")));
+    conn.close();
+  })();
+  using pool = createHttp1Pool(`http://localhost:${listener.addr.port}`);
+  assert.equal((await pool.post("/", HEADERS, "{}")).body, '{"v6":true}');
+  await served;
+  listener.close();
+});
