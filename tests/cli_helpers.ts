@@ -1,13 +1,16 @@
 /**
- * Helpers for end-to-end tests: run the real CLI as a subprocess with narrow permissions, and
- * compute the thought the offline endpoint writes for a request.
+ * Helpers for end-to-end tests: run the real CLI as a subprocess with narrow permissions, or its
+ * conversion in-process; build requests; compute the thought the offline endpoint writes.
  *
  * @module
  */
 
 import { join } from "node:path";
+import { resolveOptions } from "../src/config.ts";
 import { offlineThought } from "../src/offline_llm.ts";
+import { runConversion } from "../src/run.ts";
 import { extractThought } from "../src/thought.ts";
+import type { ThoughtRequest } from "../src/types.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -73,6 +76,40 @@ export function cliCommand(
 /** Arguments of a file conversion against a test endpoint with model `m`. */
 export function convertArgs(input: string, output: string, baseURL: string): string[] {
   return [input, "-o", output, "--base-url", baseURL, "--model", "m"];
+}
+
+/**
+ * Converts `input` into `output` in this process, quietly, with model `m` at `baseURL`.
+ *
+ * @returns The exit code.
+ */
+export function convertInProcess(input: string, output: string, baseURL: string): Promise<number> {
+  const options = resolveOptions({
+    flags: { model: "m", "base-url": baseURL, output, quiet: true },
+    positionals: [input],
+    env: {},
+  });
+  return runConversion(options, {
+    stdin: ReadableStream.from<Uint8Array>([]),
+    stdout: new WritableStream(),
+    stderr: () => {},
+    stderrIsTTY: false,
+    stop: new AbortController().signal,
+    now: () => performance.now(),
+  });
+}
+
+/** A request for the first answer of a conversation with no system prompt. */
+export function singleTurnRequest(question: string, answer: string): ThoughtRequest {
+  return {
+    turnIndex: 1,
+    system: null,
+    history: [],
+    droppedTurns: 0,
+    request: { index: 0, role: "user", name: "human", text: question },
+    between: [],
+    answer,
+  };
 }
 
 /** Makes a temporary directory holding the given files. */

@@ -4,17 +4,10 @@ import { memoryCache } from "../src/cache.ts";
 import { createDryRunWriter } from "../src/dry_run.ts";
 import { loadPrompt, renderMessages } from "../src/prompt.ts";
 import type { ThoughtRequest } from "../src/types.ts";
+import { singleTurnRequest } from "./cli_helpers.ts";
 
 function request(question: string): ThoughtRequest {
-  return {
-    turnIndex: 1,
-    system: null,
-    history: [],
-    droppedTurns: 0,
-    request: { index: 0, role: "user", name: "human", text: question },
-    between: [],
-    answer: "An answer of a few words.",
-  };
+  return singleTurnRequest(question, "An answer of a few words.");
 }
 
 Deno.test("createDryRunWriter() counts the prompt tokens a real run would send, exactly", async () => {

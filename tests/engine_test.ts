@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { resolveOptions } from "../src/config.ts";
 import { createEngine } from "../src/engine.ts";
-import { EXIT, runConversion } from "../src/run.ts";
+import { EXIT } from "../src/run.ts";
 import type { ThoughtRequest } from "../src/types.ts";
+import { convertInProcess, singleTurnRequest } from "./cli_helpers.ts";
 
 const REPLY = "<thought_process>\nI recall the fact — and check it twice.\n</thought_process>";
 
@@ -55,15 +56,7 @@ async function billedTokens(
 }
 
 function request(question: string): ThoughtRequest {
-  return {
-    turnIndex: 1,
-    system: null,
-    history: [],
-    droppedTurns: 0,
-    request: { index: 0, role: "user", name: "human", text: question },
-    between: [],
-    answer: "An answer.",
-  };
+  return singleTurnRequest(question, "An answer.");
 }
 
 Deno.test("createEngine() counts calls without usage exactly by the time it closes", async () => {
@@ -99,19 +92,7 @@ Deno.test("runConversion() writes exact o200k counts to usage.json when the serv
       })
     );
     await Deno.writeTextFile(input, records.join("\n") + "\n");
-    const options = resolveOptions({
-      flags: { model: "m", "base-url": server.url, output: join(dir, "out"), quiet: true },
-      positionals: [input],
-      env: {},
-    });
-    const code = await runConversion(options, {
-      stdin: ReadableStream.from<Uint8Array>([]),
-      stdout: new WritableStream(),
-      stderr: () => {},
-      stderrIsTTY: false,
-      stop: new AbortController().signal,
-      now: () => performance.now(),
-    });
+    const code = await convertInProcess(input, join(dir, "out"), server.url);
     assert.equal(code, EXIT.ok);
     const usage = JSON.parse(await Deno.readTextFile(join(dir, "out", "usage.json")));
     const billed = await billedTokens(server.requests);

@@ -4,7 +4,7 @@ import { createThoughtWriter } from "../src/generate.ts";
 import type { ChatClient } from "../src/llm.ts";
 import { createLimiter } from "../src/pool.ts";
 import { loadPrompt } from "../src/prompt.ts";
-import type { ThoughtRequest } from "../src/types.ts";
+import { singleTurnRequest } from "./cli_helpers.ts";
 
 /** A client that always replies with `content`. */
 function replying(content: string): ChatClient {
@@ -22,15 +22,7 @@ function replying(content: string): ChatClient {
   };
 }
 
-const REQUEST: ThoughtRequest = {
-  turnIndex: 1,
-  system: null,
-  history: [],
-  droppedTurns: 0,
-  request: { index: 0, role: "user", name: "human", text: "Why is the sky blue?" },
-  between: [],
-  answer: "Rayleigh scattering.",
-};
+const REQUEST = singleTurnRequest("Why is the sky blue?", "Rayleigh scattering.");
 
 async function writeWith(content: string, maxThoughtTokens: number) {
   const writeThought = createThoughtWriter({

@@ -3,8 +3,9 @@ import { join } from "node:path";
 import { createApp } from "../server.ts";
 import { resolveOptions } from "../src/config.ts";
 import { createEngine } from "../src/engine.ts";
-import { EXIT, runConversion } from "../src/run.ts";
+import { EXIT } from "../src/run.ts";
 import { loadedTokenizer, loadTokenizer, tokenBound } from "../src/tokenizer.ts";
+import { convertInProcess } from "./cli_helpers.ts";
 import { startFakeOpenAI } from "./fake_openai.ts";
 
 // The tokenizer loads once per process, and each test file runs in its own: the tests that
@@ -32,19 +33,7 @@ Deno.test("runConversion() never loads the tokenizer when the server reports usa
   try {
     const input = join(dir, "chats.jsonl");
     await Deno.writeTextFile(input, [1, 2, 3].map(chat).join("\n") + "\n");
-    const options = resolveOptions({
-      flags: { model: "m", "base-url": fake.url, output: join(dir, "out"), quiet: true },
-      positionals: [input],
-      env: {},
-    });
-    const code = await runConversion(options, {
-      stdin: ReadableStream.from<Uint8Array>([]),
-      stdout: new WritableStream(),
-      stderr: () => {},
-      stderrIsTTY: false,
-      stop: new AbortController().signal,
-      now: () => performance.now(),
-    });
+    const code = await convertInProcess(input, join(dir, "out"), fake.url);
     assert.equal(code, EXIT.ok);
     const usage = JSON.parse(await Deno.readTextFile(join(dir, "out", "usage.json")));
     assert.equal(usage.calls, 9);
