@@ -185,24 +185,21 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
       signal?.throwIfAborted();
       const request = encodeRequest(hostHeader, path, headers, body);
       let connection = takeIdle();
-      const reused = connection !== undefined;
+      let stale = connection !== undefined;
       connection ??= await open();
-      let reader = new ResponseReader(connection.conn, connection.buffer, maxResponseBytes);
       let result: Exchange;
-      try {
-        result = await exchange(connection.conn, reader, request, signal);
-      } catch (error) {
-        closeQuietly(connection.conn);
-        // The server may have closed a reused connection just as the request went out: nothing
-        // came back, so the request is sent once more on a fresh connection.
-        if (!reused || signal?.aborted || reader.started) throw error;
-        connection = await open();
-        reader = new ResponseReader(connection.conn, connection.buffer, maxResponseBytes);
+      for (;;) {
+        const reader = new ResponseReader(connection.conn, connection.buffer, maxResponseBytes);
         try {
           result = await exchange(connection.conn, reader, request, signal);
-        } catch (retryError) {
+          break;
+        } catch (error) {
           closeQuietly(connection.conn);
-          throw retryError;
+          // The server may have closed a reused connection just as the request went out: nothing
+          // came back, so the request is sent once more, on a fresh connection.
+          if (!stale || signal?.aborted || reader.started) throw error;
+          stale = false;
+          connection = await open();
         }
       }
       if (result.reusable && !closed) {

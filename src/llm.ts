@@ -2,8 +2,9 @@
  * One chat-completion call to an OpenAI-compatible endpoint, with a per-call deadline, abort,
  * usage and errors classified for the caller's retry loop.
  *
- * The request goes through cotfit's keep-alive HTTP/1.1 pool for `http:` endpoints (local model
- * servers, where cotfit's own CPU per call decides throughput) and through `fetch` otherwise;
+ * The request goes through cotfit's keep-alive HTTP/1.1 pool for `http:` endpoints on an IP
+ * address or localhost (local model servers, where cotfit's own CPU per call decides
+ * throughput) and through `fetch` otherwise;
  * failures are raised as the `openai` SDK's own error classes
  * (`APIError.generate` maps a status to its class, as the SDK does) and classified from them.
  * The SDK's request pipeline is not used: it cost about 175 µs of CPU per call on top of
