@@ -49,7 +49,8 @@ export interface Http1Response {
 /** Sends requests over pooled connections to one origin. */
 export interface Http1Pool extends Disposable {
   /**
-   * Sends `POST path` with `headers` and `body` and reads the whole response.
+   * Sends `POST path` with `headers` and `body` and reads the whole response. `body` is copied
+   * before this returns its promise, so the caller may reuse its buffer right away.
    *
    * @throws {HttpResponseError} when the response breaks HTTP/1.1 or is cut short.
    * @throws {DOMException} `AbortError` when `signal` aborts.
@@ -183,6 +184,7 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
   return {
     async post(path, headers, body, signal) {
       signal?.throwIfAborted();
+      // Copied before any await: the caller may reuse the body's buffer once this returns.
       const request = encodeRequest(hostHeader, path, headers, body);
       let connection = takeIdle();
       let stale = connection !== undefined;

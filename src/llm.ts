@@ -163,6 +163,8 @@ export class LlmError extends Error {
 
 const DETAIL_MAX_CHARS = 300;
 const COMMA = 0x2c;
+/** Request bodies up to this size are encoded in a reused buffer. */
+const SCRATCH_BYTES = 256 * 1024;
 const CLOSE_BRACKET = 0x5d;
 const CLOSE_BRACE = 0x7d;
 const encoder = new TextEncoder();
@@ -364,34 +366,39 @@ function bodyWriter(
 ): (messages: readonly ChatMessage[]) => Uint8Array<ArrayBuffer> {
   const head = encoder.encode(`${JSON.stringify(fields).slice(0, -1)},"messages":[`);
   const frozenBytes = new WeakMap<ChatMessage, Uint8Array>();
+  // Encoded into one reused buffer sized for the worst case (3 bytes a UTF-16 unit): a fresh
+  // worst-case buffer per call tripled what each call allocated. The result is a view of it,
+  // valid until the next call; both transports copy it before their first await (`fetch` by
+  // the Fetch spec, the pool into its request bytes).
+  const scratch = new Uint8Array(SCRATCH_BYTES);
   return (messages) => {
     const parts: (Uint8Array | string)[] = [];
-    let size = head.length + messages.length + 1;
+    let bound = head.length + messages.length + 1;
     for (const message of messages) {
       let part: Uint8Array | string | undefined = frozenBytes.get(message);
       if (part === undefined) {
         part = JSON.stringify(message);
         if (Object.isFrozen(message)) frozenBytes.set(message, part = encoder.encode(part));
       }
-      // A UTF-16 unit takes at most 3 UTF-8 bytes.
-      size += typeof part === "string" ? part.length * 3 : part.length;
+      bound += typeof part === "string" ? part.length * 3 : part.length;
       parts.push(part);
     }
-    const body = new Uint8Array(size);
-    body.set(head);
+    // A huge record gets a buffer of its own rather than a scratch that stays huge.
+    const out = bound <= scratch.length ? scratch : new Uint8Array(bound);
+    out.set(head);
     let at = head.length;
     for (let i = 0; i < parts.length; i++) {
-      if (i > 0) body[at++] = COMMA;
+      if (i > 0) out[at++] = COMMA;
       const part = parts[i];
-      if (typeof part === "string") at += encoder.encodeInto(part, body.subarray(at)).written;
+      if (typeof part === "string") at += encoder.encodeInto(part, out.subarray(at)).written;
       else {
-        body.set(part, at);
+        out.set(part, at);
         at += part.length;
       }
     }
-    body[at++] = CLOSE_BRACKET;
-    body[at++] = CLOSE_BRACE;
-    return body.subarray(0, at);
+    out[at++] = CLOSE_BRACKET;
+    out[at++] = CLOSE_BRACE;
+    return out.subarray(0, at);
   };
 }
 

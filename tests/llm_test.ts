@@ -453,6 +453,31 @@ Deno.test("complete() posts the model, sampling fields and messages as JSON", as
   );
 });
 
+Deno.test("complete() sends each of many concurrent bodies intact, small and huge", async (t) => {
+  // Bodies are encoded in one reused buffer: none may see another's bytes, and one larger than
+  // that buffer (256 KiB) gets its own.
+  const contents = Array.from(
+    { length: 24 },
+    (_, i) => `request ${String(i).padStart(3, "0")} ` + "é\u{1F600}x".repeat(i === 7 ? 70_000 : i),
+  );
+  for (const transport of ["pooled", "fetch"] as const) {
+    await t.step(transport, async () => {
+      const seen = new Map<string, string>();
+      await using llm = await replyWith((body) => {
+        const content = String(body.messages.at(-1)?.content);
+        seen.set(content.slice(0, 12), content);
+        return undefined;
+      });
+      using client = clientFor(llm.url, { transport });
+      await Promise.all(
+        contents.map((content) => client.complete([MESSAGES[0], { role: "user", content }])),
+      );
+      assert.equal(seen.size, contents.length);
+      for (const content of contents) assert.equal(seen.get(content.slice(0, 12)), content);
+    });
+  }
+});
+
 Deno.test("complete() makes exactly one attempt per call", async () => {
   await using fake = await startFakeOpenAI({ script: () => "server_error" });
   await failure(clientFor(fake.url).complete(MESSAGES));
