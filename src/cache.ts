@@ -318,18 +318,25 @@ class SqliteCache implements ThoughtCache {
 export interface MemoryCacheOptions {
   /**
    * Entries kept; past it the oldest go first, so a server or a `--no-cache` run over a huge
-   * input stays in flat memory (about 0.6 KB an entry).
+   * input stays in flat memory.
    *
    * @default {20_000}
    */
   maxEntries?: number;
+  /**
+   * Thought text kept, in UTF-16 units (keys count 64 each); past it the oldest go first, so
+   * long thoughts cannot make the entry bound a large one.
+   *
+   * @default {4 Mi: 4 to 8 MB of strings}
+   */
+  maxChars?: number;
 }
 
 /**
  * An in-memory cache: dedupes identical requests within one run (`--no-cache`) or one server's
- * life, for the most recent `maxEntries` thoughts, and serves tests.
+ * life, for the most recent thoughts within `maxEntries` and `maxChars`, and serves tests.
  *
- * @param options The size bound.
+ * @param options The size bounds.
  * @returns An empty cache backed by a `Map`.
  *
  * @example Usage
@@ -347,23 +354,39 @@ export interface MemoryCacheOptions {
  * ```
  */
 export function memoryCache(options: MemoryCacheOptions = {}): ThoughtCache {
-  const { maxEntries = 20_000 } = options;
-  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
-    throw new RangeError(`Cannot use maxEntries ${maxEntries}: expected a positive integer`);
+  const { maxEntries = 20_000, maxChars = 4 * 1024 * 1024 } = options;
+  for (const [name, value] of [["maxEntries", maxEntries], ["maxChars", maxChars]] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
+    }
   }
   const entries = new Map<string, string>();
+  let chars = 0;
+  const weight = (key: string, thought: string) => key.length + thought.length;
+  const remove = (key: string) => {
+    const thought = entries.get(key);
+    if (thought === undefined) return;
+    entries.delete(key);
+    chars -= weight(key, thought);
+  };
   return {
     get: (key) => entries.get(key),
     put(key, thought) {
-      // Delete first so a replaced entry counts as the newest.
-      entries.delete(key);
+      // Removed first so a replaced entry counts as the newest.
+      remove(key);
       entries.set(key, thought);
-      if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
+      chars += weight(key, thought);
+      while (entries.size > maxEntries || (chars > maxChars && entries.size > 1)) {
+        remove(entries.keys().next().value!);
+      }
       return Promise.resolve();
     },
     get size() {
       return entries.size;
     },
-    close: () => entries.clear(),
+    close() {
+      entries.clear();
+      chars = 0;
+    },
   };
 }

@@ -258,6 +258,24 @@ Deno.test("memoryCache() drops the oldest entries past maxEntries", async () => 
   assert.throws(() => memoryCache({ maxEntries: 0 }), RangeError);
 });
 
+Deno.test("memoryCache() drops the oldest entries past maxChars, keeping the newest", async () => {
+  // Each entry weighs its key (1) plus its thought (9): 10 units.
+  const cache = memoryCache({ maxChars: 25 });
+  for (const key of ["a", "b", "c"]) await cache.put(key, key.repeat(9));
+  assert.equal(cache.size, 2);
+  assert.equal(cache.get("a"), undefined);
+  assert.equal(cache.get("c"), "ccccccccc");
+  // Replacing an entry with a longer thought evicts by the new weight.
+  await cache.put("c", "c".repeat(19));
+  assert.equal(cache.size, 1);
+  assert.equal(cache.get("b"), undefined);
+  // One entry larger than the bound is still kept: the latest thought is always served.
+  await cache.put("d", "d".repeat(40));
+  assert.equal(cache.size, 1);
+  assert.equal(cache.get("d"), "d".repeat(40));
+  assert.throws(() => memoryCache({ maxChars: 1.5 }), RangeError);
+});
+
 Deno.test("memoryCache() round-trips thoughts and counts entries", () => {
   const cache = memoryCache();
   assert.equal(cache.get("k"), undefined);
