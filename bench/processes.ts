@@ -16,12 +16,20 @@ import { type Memory, type Procfs, watchProcess } from "./procfs.ts";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CHILD_PERMISSIONS = [
   "--no-prompt",
+  ...taskV8Flags(),
   "--allow-read",
   "--allow-write",
   "--allow-net=127.0.0.1",
   "--allow-env",
 ];
 const STARTUP_TIMEOUT_MS = 30_000;
+
+/** The `--v8-flags=...` of `deno task start`, so the bench measures what users run. */
+function taskV8Flags(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")));
+  const flags = String(config.tasks?.start ?? "").match(/--v8-flags=\S+/);
+  return flags ? [flags[0]] : [];
+}
 
 /** A process whose first output line has been read; the rest is collected until it exits. */
 interface Started {

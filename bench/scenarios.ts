@@ -94,7 +94,8 @@ const OVERHEAD_CONCURRENCY = 256;
 const CACHE_TARGET_PER_SECOND = 20_000;
 const MEMORY_CONCURRENCY = 256;
 const MEMORY_RATIO_TARGET = 1.5;
-const MEMORY_ABSOLUTE_TARGET = 200 * 2 ** 20;
+/** The issue's "< 200 MB", read in decimal megabytes (190.7 MiB), the stricter reading. */
+const MEMORY_ABSOLUTE_TARGET = 200e6;
 const FIRST_LINE_TARGET_MS = 400;
 const FIRST_LINE_INTERVAL_MS = 100;
 
@@ -501,9 +502,9 @@ function memoryFigure(
     group: "memory",
     setting: `${who}, ${sizeLabel(info.bytes)} input (${thousands(info.conversations)} ` +
       `conversations), fake 0 ms, concurrency ${MEMORY_CONCURRENCY}`,
-    value: round(peakRss / 2 ** 20, 1),
-    unit: "MiB peak RSS",
-    target: `< ${MEMORY_ABSOLUTE_TARGET / 2 ** 20}`,
+    value: round(peakRss / 1e6, 1),
+    unit: "MB peak RSS",
+    target: `< ${MEMORY_ABSOLUTE_TARGET / 1e6}`,
     pass: peakRss < MEMORY_ABSOLUTE_TARGET,
     note,
     details,
@@ -519,8 +520,8 @@ function ratioFigure(who: string, small: number, large: number): Figure {
     unit: "ratio",
     target: `<= ${MEMORY_RATIO_TARGET}`,
     pass: ratio <= MEMORY_RATIO_TARGET,
-    note: `${round(large / 2 ** 20, 1)} / ${round(small / 2 ** 20, 1)} MiB`,
-    details: { smallMiB: round(small / 2 ** 20, 1), largeMiB: round(large / 2 ** 20, 1) },
+    note: `${round(large / 1e6, 1)} / ${round(small / 1e6, 1)} MB`,
+    details: { smallMB: round(small / 1e6, 1), largeMB: round(large / 1e6, 1) },
   };
 }
 
