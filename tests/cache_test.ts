@@ -22,6 +22,31 @@ const base: CacheKeyParts = {
   ],
 };
 
+Deno.test("cacheKey() keeps the keys of earlier versions, whatever the text holds", () => {
+  // The keys cotfit-cache-key-v1 has always given: a changed key would silently void every
+  // cache file on disk.
+  const parts = {
+    model: "m",
+    promptId: "p@1",
+    temperature: 0.7,
+    messages: [
+      { role: "system" as const, content: "sys ünï 🧠" },
+      {
+        role: "user" as const,
+        content: "lone \uD800 high, lone \uDC00 low, pair \uD83E\uDDE0, é, 日本, " +
+          "x".repeat(70000),
+      },
+    ],
+  };
+  const key = "35408cc483d9e288ebfa8d5514fa88ee8841eac32ff3ec350372e58bba59b9e8";
+  assert.equal(cacheKey(parts), key);
+  // The same through the keyer, for a short last message and one past the hashing buffer.
+  const keyOf = createCacheKeyer({ model: "m", promptId: "p@1", temperature: 0.7 });
+  assert.equal(keyOf(parts.messages), key);
+  const short = [parts.messages[0], { role: "user" as const, content: "lone \uD800 é" }];
+  assert.equal(keyOf(short), cacheKey({ ...parts, messages: short }));
+});
+
 Deno.test("cacheKey() is stable for equal requests built separately", () => {
   const copy: CacheKeyParts = structuredClone(base);
   assert.equal(cacheKey(copy), cacheKey(base));
