@@ -40,6 +40,11 @@ export interface PipelineOptions {
    * @default {64 MiB}
    */
   maxWindowChars?: number;
+  /**
+   * Awaited before each next record is taken (`mapOrdered`'s `ready`): the CLI holds records
+   * back while enough calls already wait for an LLM slot.
+   */
+  admit?: () => Promise<void> | undefined;
   /** @default {3000} */
   historyTokens?: number;
   /**
@@ -90,6 +95,7 @@ export function rephraseStream(options: PipelineOptions): {
       window: options.window ?? 64,
       weigh: (line) => "text" in line ? line.text.length : 0,
       maxWeight: options.maxWindowChars ?? 64 * 1024 * 1024,
+      ready: options.admit,
     }),
   );
   return { readable, writable: texts.writable };

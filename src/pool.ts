@@ -24,6 +24,11 @@ export interface MapOrderedOptions<I = unknown> {
   weigh?: (item: I) => number;
   /** @default {Infinity} */
   maxWeight?: number;
+  /**
+   * Awaited (when it returns a promise) before the next item is taken: lets a later stage say it
+   * could not start more work yet, so items are not started only to wait there.
+   */
+  ready?: () => Promise<void> | undefined;
 }
 
 /**
@@ -55,6 +60,8 @@ export function mapOrdered<I, O>(
   const queue: { done: boolean; value?: O; weight: number }[] = [];
   let weight = 0;
   let failure: { error: unknown } | null = null;
+  // Settles when `fn` rejects, so a wait on `ready` cannot outlive the stream's failure.
+  const failed = Promise.withResolvers<void>();
   let wake: (() => void) | null = null;
   let controllerRef: TransformStreamDefaultController<O>;
 
@@ -72,6 +79,10 @@ export function mapOrdered<I, O>(
     const resume = wake;
     wake = null;
     resume?.();
+  }
+
+  function throwIfFailed(): void {
+    if (failure) throw failure.error;
   }
 
   function waitForProgress(): Promise<void> {
@@ -98,6 +109,7 @@ export function mapOrdered<I, O>(
           },
           (error) => {
             failure ??= { error };
+            failed.resolve();
             const resume = wake;
             wake = null;
             resume?.();
@@ -109,7 +121,10 @@ export function mapOrdered<I, O>(
         ) {
           await waitForProgress();
         }
-        if (failure) throw failure.error;
+        throwIfFailed();
+        const ready = options.ready?.();
+        if (ready) await Promise.race([ready, failed.promise]);
+        throwIfFailed();
       },
       async flush() {
         while (queue.length > 0 && failure === null) await waitForProgress();
@@ -128,6 +143,11 @@ export interface Limiter {
   readonly active: number;
   /** Tasks waiting for a slot. */
   readonly waiting: number;
+  /**
+   * `undefined` while fewer than `count` tasks wait for a slot; otherwise a promise that resolves
+   * once fewer do.
+   */
+  queueBelow(count: number): Promise<void> | undefined;
 }
 
 /**
@@ -154,12 +174,27 @@ export interface Limiter {
 export function createLimiter(size: number): Limiter {
   let active = 0;
   const waiters: (() => void)[] = [];
+  // Callers of queueBelow, each with the queue length it waits for.
+  let watchers: { below: number; resolve: () => void }[] = [];
+  function served() {
+    if (watchers.length === 0) return;
+    const still = [];
+    for (const watcher of watchers) {
+      if (waiters.length < watcher.below) watcher.resolve();
+      else still.push(watcher);
+    }
+    watchers = still;
+  }
   return {
     get active() {
       return active;
     },
     get waiting() {
       return waiters.length;
+    },
+    queueBelow(count) {
+      if (waiters.length < count) return undefined;
+      return new Promise<void>((resolve) => watchers.push({ below: count, resolve }));
     },
     async run<T>(task: () => Promise<T>): Promise<T> {
       if (active >= size) await new Promise<void>((resolve) => waiters.push(resolve));
@@ -169,8 +204,10 @@ export function createLimiter(size: number): Limiter {
       } finally {
         // Hand the slot straight to the next waiter so `active` never dips and lets a newcomer jump the queue.
         const next = waiters.shift();
-        if (next) next();
-        else active--;
+        if (next) {
+          next();
+          served();
+        } else active--;
       }
     },
   };

@@ -97,3 +97,56 @@ Deno.test("mapOrdered() lets one item in even when it alone is over the weight c
   );
   assert.deepEqual(await Array.fromAsync(out), [50, 60]);
 });
+
+Deno.test("createLimiter().queueBelow() waits until fewer tasks than asked wait", async () => {
+  const limiter = createLimiter(1);
+  const gates: (() => void)[] = [];
+  const task = () => new Promise<void>((resolve) => gates.push(resolve));
+  const runs = [limiter.run(task), limiter.run(task), limiter.run(task)];
+  assert.equal(limiter.waiting, 2);
+  assert.equal(limiter.queueBelow(3), undefined);
+  let belowTwo = false;
+  let belowOne = false;
+  limiter.queueBelow(2)!.then(() => belowTwo = true);
+  limiter.queueBelow(1)!.then(() => belowOne = true);
+  await delay(5, null);
+  assert.deepEqual([belowTwo, belowOne], [false, false]);
+  gates[0](); // the first waiter gets the slot: one waits
+  await delay(5, null);
+  assert.deepEqual([belowTwo, belowOne], [true, false]);
+  gates[1]();
+  await delay(5, null);
+  assert.deepEqual([belowTwo, belowOne], [true, true]);
+  gates[2]();
+  await Promise.all(runs);
+});
+
+Deno.test("mapOrdered() takes no item while ready() is pending, then goes on", async () => {
+  const started: number[] = [];
+  const open = Promise.withResolvers<void>();
+  let closed = true;
+  const out = ReadableStream.from([1, 2, 3, 4, 5]).pipeThrough(
+    mapOrdered((n: number) => {
+      started.push(n);
+      return Promise.resolve(n * 10);
+    }, { window: 10, ready: () => closed ? open.promise : undefined }),
+  );
+  const results = Array.fromAsync(out);
+  await delay(10, null);
+  // The first item is taken, then the stream waits on ready() before the second.
+  assert.deepEqual(started, [1]);
+  closed = false;
+  open.resolve();
+  assert.deepEqual(await results, [10, 20, 30, 40, 50]);
+  assert.deepEqual(started, [1, 2, 3, 4, 5]);
+});
+
+Deno.test("mapOrdered() errors instead of hanging when the mapping rejects during ready()", async () => {
+  const never = new Promise<void>(() => {});
+  const out = ReadableStream.from([1, 2]).pipeThrough(
+    mapOrdered((n: number) => n === 1 ? Promise.reject(new Error("boom")) : Promise.resolve(n), {
+      ready: () => never,
+    }),
+  );
+  await assert.rejects(Array.fromAsync(out), /boom/);
+});
