@@ -276,3 +276,11 @@ Deno.test("cli: bad usage exits 2 with a one-line reason", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--history-tokens/);
 });
+
+Deno.test("the tasks that run cotfit all cap the heap with the flags the bench measures", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const flagsOf = (task: string) => String(config.tasks[task]).match(/--v8-flags=\S+/)?.[0];
+  const flags = flagsOf("start");
+  assert.match(flags ?? "", /^--v8-flags=--max-old-space-size=\d+,--max-semi-space-size=\d+$/);
+  for (const task of ["demo", "serve", "compile"]) assert.equal(flagsOf(task), flags, task);
+});
