@@ -136,6 +136,25 @@ export function mapOrdered<I, O>(
   );
 }
 
+/**
+ * A {@linkcode MapOrderedOptions.ready} hook for items that run their calls through `limiter`:
+ * it holds the next item back while a quarter of the limiter's `size` (at least 32) calls already
+ * wait for a slot. An item started beyond that would only wait too, holding its parsed record
+ * and rendered prompt; items sleeping out a retry backoff or answered from the cache wait for no
+ * slot, so they never hold the stream back.
+ *
+ * @param limiter The limiter the items' calls go through.
+ * @param size Its size.
+ * @returns The hook.
+ */
+export function whileQueueShort(
+  limiter: Pick<Limiter, "queueBelow">,
+  size: number,
+): () => Promise<void> | undefined {
+  const lookahead = Math.max(32, Math.ceil(size / 4));
+  return () => limiter.queueBelow(lookahead);
+}
+
 /** A counting semaphore: `run` waits for a free slot, so at most `size` calls run at once. */
 export interface Limiter {
   run<T>(task: () => Promise<T>): Promise<T>;

@@ -14,6 +14,7 @@ import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { type InputPlan, planInputs } from "./inputs.ts";
 import { rephraseStream } from "./pipeline.ts";
+import { whileQueueShort } from "./pool.ts";
 import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
 import { openAtomicFile, streamSink, type TextSink } from "./sink.ts";
 import { loadTokenizer } from "./tokenizer.ts";
@@ -173,11 +174,9 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     // Wide enough that a record waiting out a backoff does not stall the ones behind it; the
     // pipeline also caps the window's text, so memory stays bounded.
     window: Math.max(256, options.concurrency * 4),
-    // But a record is only started while few calls wait for a slot: one started early holds its
-    // parsed record and rendered prompt for nothing. At concurrency 1024 this cut peak RSS from
-    // about 270 to 210 MB and the first calls' wait behind rendering from 0.8 to 0.5 s.
-    admit: () =>
-      context.engine.limiter.queueBelow(Math.max(32, Math.ceil(options.concurrency / 4))),
+    // But a record starts only while few calls wait for a slot: at concurrency 1024 this cut peak
+    // RSS from about 270 to 210 MB, and the first calls' wait behind rendering from 0.8 to 0.5 s.
+    admit: whileQueueShort(context.engine.limiter, options.concurrency),
     historyTokens: options.historyTokens,
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,

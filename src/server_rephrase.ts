@@ -10,7 +10,7 @@
 import type { Engine } from "./engine.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { rephraseStream } from "./pipeline.ts";
-import { createLimiter } from "./pool.ts";
+import { createLimiter, whileQueueShort } from "./pool.ts";
 import type { Framing } from "./records.ts";
 import type { UpstreamHealth } from "./server_health.ts";
 import type { RequestErrorKind } from "./server_metrics.ts";
@@ -149,6 +149,7 @@ export function rephraseBody(
     framing: options.framing,
     writeThought,
     window: options.window ?? Math.max(16, requestConcurrency * 2),
+    admit: whileQueueShort(limiter, requestConcurrency),
     historyTokens: options.historyTokens,
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLimiter, mapOrdered } from "../src/pool.ts";
+import { createLimiter, mapOrdered, whileQueueShort } from "../src/pool.ts";
 
 function delay<T>(ms: number, value: T): Promise<T> {
   return new Promise((resolve) => setTimeout(() => resolve(value), ms));
@@ -149,4 +149,23 @@ Deno.test("mapOrdered() errors instead of hanging when the mapping rejects durin
     }),
   );
   await assert.rejects(Array.fromAsync(out), /boom/);
+});
+
+Deno.test("whileQueueShort() holds items back once a quarter of the size (at least 32) waits", async () => {
+  for (const [size, lookahead] of [[200, 50], [8, 32]]) {
+    const limiter = createLimiter(size);
+    const ready = whileQueueShort(limiter, size);
+    const gate = Promise.withResolvers<void>();
+    const runs = Array.from(
+      { length: size + lookahead - 1 },
+      () => limiter.run(() => gate.promise),
+    );
+    assert.equal(ready(), undefined, `size ${size}: ${lookahead - 1} waiting`);
+    runs.push(limiter.run(() => gate.promise));
+    const held = ready();
+    assert.ok(held instanceof Promise, `size ${size}: ${lookahead} waiting`);
+    gate.resolve();
+    await held;
+    await Promise.all(runs);
+  }
 });
