@@ -47,7 +47,8 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
  */
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
   const plans = await planInputs(options.inputs, options.output);
-  const total = selectedTotal(await countTotal(plans), options);
+  // The total only feeds the progress line: a --quiet run does not read its inputs twice.
+  const total = options.quiet ? null : selectedTotal(await countTotal(plans), options);
   // --quiet leaves stderr to errors (and to rejects, when they go there).
   const say = options.quiet ? () => {} : env.stderr;
   const progress = createProgress({
