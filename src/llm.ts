@@ -163,10 +163,10 @@ export class LlmError extends Error {
 
 const DETAIL_MAX_CHARS = 300;
 const COMMA = 0x2c;
-/** Request bodies up to this size are encoded in a reused buffer. */
-const SCRATCH_BYTES = 256 * 1024;
 const CLOSE_BRACKET = 0x5d;
 const CLOSE_BRACE = 0x7d;
+/** Request bodies up to this size are encoded in a reused buffer. */
+const SCRATCH_BYTES = 256 * 1024;
 const encoder = new TextEncoder();
 const RETRY_AFTER_MAX_MS = 60_000;
 

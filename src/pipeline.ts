@@ -41,8 +41,8 @@ export interface PipelineOptions {
    */
   maxWindowChars?: number;
   /**
-   * Awaited before each next record is taken (`mapOrdered`'s `ready`): the CLI holds records
-   * back while enough calls already wait for an LLM slot.
+   * Awaited before each next record is taken (`mapOrdered`'s `ready`): the CLI and the server
+   * hold records back while enough calls already wait for an LLM slot (`whileQueueShort`).
    */
   admit?: () => Promise<void> | undefined;
   /** @default {3000} */
