@@ -65,6 +65,13 @@ const ROLES: ReadonlyMap<string, Role> = new Map([
 
 const LIST_KEYS = ["conversations", "messages"];
 
+/** `JSON.rawJSON` and `JSON.isRawJSON` (JSON.parse source text access): in V8, so in Deno, but
+ * not yet in TypeScript's lib. */
+const RAW_JSON = JSON as unknown as {
+  rawJSON(text: string): unknown;
+  isRawJSON(value: unknown): boolean;
+};
+
 const SHAPE_KEYS: Readonly<Record<TurnShape, { role: string; text: string }>> = {
   sharegpt: { role: "from", text: "value" },
   openai: { role: "role", text: "content" },
@@ -77,7 +84,8 @@ const SHAPE_KEYS: Readonly<Record<TurnShape, { role: string; text: string }>> = 
  * (`human` -> `user`, `gpt` -> `assistant`, `function_call` -> `tool`...). OpenAI content may be
  * a string, an array of parts (text parts joined, others shown as `[type]`), or `null` (or
  * absent) on assistant turns. A top-level `system` string becomes `system`. Odd turn orders are
- * accepted: which turns get thoughts is decided elsewhere.
+ * accepted: which turns get thoughts is decided elsewhere. A number JavaScript would write back
+ * differently (`1.50`, an id past 2^53, `1e400`) is kept as its source text (`JSON.rawJSON`).
  *
  * @param text The record's JSON text.
  * @param line The 1-based line it starts on, for errors.
@@ -102,9 +110,11 @@ const SHAPE_KEYS: Readonly<Record<TurnShape, { role: string; text: string }>> = 
 export function parseRecord(text: string, line: number): Conversation {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(text, keepNumberText);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
+    // Valid JSON can still be too deep for the reviver's recursion: say so, not "invalid".
+    if (error instanceof RangeError) throw new RecordError(line, `nested too deeply: ${message}`);
     throw new RecordError(line, `not valid JSON: ${message}`);
   }
   if (!isObject(value)) {
@@ -191,8 +201,9 @@ export function composeAnswer(framing: Framing, thought: string, answer: string)
  * Writes a record back as one line of JSON in its own format, with each turn listed in
  * `thoughts` given its thought (see {@linkcode composeAnswer}). A string answer is rewritten; an
  * array of content parts gets a new first text part, the original parts untouched. Everything
- * else is exactly `JSON.stringify` of the parsed input: same key order, every extra field kept,
- * no system prompt added. The input record is not modified.
+ * else is `JSON.stringify` of the parsed input: same key order, every extra field kept, numbers
+ * in their original text (see {@linkcode parseRecord}), no system prompt added. The input record
+ * is not modified.
  *
  * @param conversation A record from {@linkcode parseRecord}.
  * @param thoughts Thoughts by turn index (0-based position in the turn array).
@@ -253,8 +264,25 @@ export function assembleRecord(
   return JSON.stringify({ ...record, [listKey]: turns });
 }
 
+/**
+ * A `JSON.parse` reviver that keeps the source text of every number that JavaScript would
+ * write back differently (`1.50`, `1e5`, `-0`, `12345678901234567890`, `1e400`), as
+ * `JSON.rawJSON`, which `JSON.stringify` writes verbatim: ids past 2^53 keep their digits and a
+ * number too large for a double does not become `null`. Other values are kept as parsed.
+ */
+function keepNumberText(
+  _key: string,
+  value: unknown,
+  context?: { readonly source?: string },
+): unknown {
+  if (typeof value !== "number") return value;
+  const source = context?.source;
+  return source === undefined || String(value) === source ? value : RAW_JSON.rawJSON(source);
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !RAW_JSON.isRawJSON(value);
 }
 
 /** An own property, so that keys like `constructor` never come from the prototype. */
@@ -265,6 +293,7 @@ function own(object: Record<string, unknown>, key: string): unknown {
 function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
+  if (RAW_JSON.isRawJSON(value)) return "a number";
   if (value === undefined) return "nothing";
   const type = typeof value;
   return type === "object" ? "an object" : `a ${type}`;

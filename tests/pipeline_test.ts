@@ -6,7 +6,10 @@ import type { Outcome, ThoughtRequest } from "../src/types.ts";
 
 const FRAMING = { preface: "Thought:", suffix: "Answer:" };
 
-/** Runs records through the pipeline; the writer records every request and thinks "Ok.". */
+/**
+ * Runs records (objects, or raw lines as strings) through the pipeline; the writer records every
+ * request and thinks "Ok.".
+ */
 async function rephrase(
   records: unknown[],
   options: { historyTokens?: number; loadTokenizer?: typeof loadTokenizer } = {},
@@ -17,7 +20,9 @@ async function rephrase(
     return Promise.resolve({ ok: true, thought: "Ok." });
   };
   const pipeline = rephraseStream({ framing: FRAMING, writeThought, ...options });
-  const input = records.map((record) => JSON.stringify(record) + "\n").join("");
+  const input = records
+    .map((record) => (typeof record === "string" ? record : JSON.stringify(record)) + "\n")
+    .join("");
   ReadableStream.from([new TextEncoder().encode(input)]).pipeTo(pipeline.writable);
   return { outcomes: await Array.fromAsync(pipeline.readable), requests };
 }
@@ -66,4 +71,20 @@ Deno.test("rephraseStream() does not load the tokenizer for histories that fit",
   assert.deepEqual(outcomes.map((outcome) => outcome.kind), ["record", "record", "record"]);
   assert.equal(requests.at(-1)!.history.length, 2);
   assert.equal(loader.loads(), 0);
+});
+
+Deno.test("rephraseStream() rejects a record too deep to write back and goes on", async () => {
+  // Valid JSON that JSON.parse reads but JSON.stringify cannot write back: it used to end the run.
+  const depth = 200_000;
+  const deep = `{"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}],` +
+    `"deep":${"[".repeat(depth)}${"]".repeat(depth)}}`;
+  const { outcomes, requests } = await rephrase([deep, chat("Hi?", "Hello.")]);
+  assert.equal(outcomes.length, 2);
+  const [rejected, written] = outcomes;
+  assert.equal(rejected.kind, "reject");
+  assert.equal(rejected.line, 1);
+  assert.match(rejected.kind === "reject" ? rejected.reason : "", /^nested too deeply: \S/);
+  assert.equal(written.kind, "record");
+  assert.equal(written.line, 2);
+  assert.deepEqual(requests.map((request) => request.answer), ["Hello."]);
 });

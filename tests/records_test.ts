@@ -294,10 +294,63 @@ Deno.test("composeAnswer() puts preface, thought, suffix and answer on their own
   assert.equal(composeAnswer({ preface: "<t>", suffix: "</t>" }, "x", "y"), "<t>\nx\n</t>\ny");
 });
 
-Deno.test("assembleRecord() with no thoughts returns JSON.stringify of the input", () => {
+Deno.test("assembleRecord() with no thoughts returns the input without its white space", () => {
   const text = '{ "b": 1, "a": [ 1.50, 2e3 ],\n "messages": [ {"role":"user","content":"x"} ] }';
   const conversation = parseRecord(text, 1);
-  assert.equal(assembleRecord(conversation, new Map(), framing), JSON.stringify(JSON.parse(text)));
+  assert.equal(
+    assembleRecord(conversation, new Map(), framing),
+    '{"b":1,"a":[1.50,2e3],"messages":[{"role":"user","content":"x"}]}',
+  );
+});
+
+Deno.test("parseRecord() and assembleRecord() write every number back as it was written", () => {
+  const numbers = [
+    "12345678901234567890", // an id past 2^53: JavaScript would round it
+    "1e400", // past a double: JavaScript would write null
+    "-0",
+    "1.50",
+    "1E5",
+    "0.0000001",
+    "3",
+    "-2.5",
+  ];
+  const text = `{"id":${numbers[0]},"stats":[${numbers.slice(1).join(",")}],"conversations":[` +
+    '{"from":"human","value":"Hi","weight":0.0},{"from":"gpt","value":"Hello","weight":1.0}]}';
+  const conversation = parseRecord(text, 1);
+  // Numbers that round-trip stay plain numbers for whoever reads the record.
+  assert.equal((conversation.record.stats as unknown[])[5], 3);
+  assert.equal(assembleRecord(conversation, new Map(), framing), text);
+  const expected = text.replace(
+    '"value":"Hello"',
+    '"value":"Thought Process:\\nGreet.\\n\\nAnswer:\\nHello"',
+  );
+  assert.equal(assembleRecord(conversation, new Map([[1, "Greet."]]), framing), expected);
+});
+
+Deno.test("parseRecord() names a number JavaScript cannot hold as a number in its errors", () => {
+  const human = { from: "human", value: "x" };
+  assertRejects(
+    `{"conversations":[${JSON.stringify(human)},{"from":"gpt","value":1.0}]}`,
+    'turn 2: "value" must be a string (found a number)',
+  );
+  assertRejects('{"system":1e400,"messages":[]}', '"system" must be a string (found a number)');
+  assertRejects(
+    '{"messages":[{"role":"user","content":[1.50]}]}',
+    "turn 1: content part 1 is not an object (found a number)",
+  );
+});
+
+Deno.test("parseRecord() rejects a record nested too deeply to walk, and reads deep ones", () => {
+  const nested = (depth: number) =>
+    `{"deep":${"[".repeat(depth)}${"]".repeat(depth)},` +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}]}';
+  assert.equal(parseRecord(nested(500), 1).turns.length, 2);
+  assert.throws(() => parseRecord(nested(100_000), 4), (error: unknown) => {
+    assert.ok(error instanceof RecordError);
+    assert.equal(error.line, 4);
+    assert.match(error.reason, /^nested too deeply: \S/);
+    return true;
+  });
 });
 
 Deno.test("assembleRecord() adds thoughts and keeps key order and extra fields", () => {
