@@ -14,7 +14,7 @@
 import type { ThoughtWriter } from "./generate.ts";
 import { recordTextStream } from "./lines.ts";
 import { mapOrdered } from "./pool.ts";
-import { assembleRecord, type Framing, parseRecord, RecordError } from "./records.ts";
+import { assembleRecord, type Framing, hasThought, parseRecord, RecordError } from "./records.ts";
 import { limitStream, sampleStream } from "./sample.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import { historyNeedsTokenCount, planTurns } from "./turns.ts";
@@ -64,6 +64,8 @@ export interface PipelineOptions {
   sample?: { size: number; seed: number } | null;
   /** Called once per blank line skipped. */
   onBlank?: (line: number) => void;
+  /** Called once per answer that already had a thought in the framing's format, kept as is. */
+  onKeptThought?: (line: number) => void;
   /** Aborts in-flight and waiting LLM calls (a server client went away). */
   signal?: AbortSignal;
   /** Stops taking new records; those already taken finish (the CLI's first ^C). */
@@ -141,8 +143,12 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
   const tokenizer = loadTokenizer && historyNeedsTokenCount(conversation, { historyTokens })
     ? await loadTokenizer()
     : undefined;
-  const requests = planTurns(conversation, { historyTokens, countTokens: tokenizer?.countTokens });
-  if (requests.length === 0) return reject("no assistant turn answers a user turn");
+  const planned = planTurns(conversation, { historyTokens, countTokens: tokenizer?.countTokens });
+  if (planned.length === 0) return reject("no assistant turn answers a user turn");
+  const requests = planned.filter((request) => !hasThought(options.framing, request.answer));
+  for (let kept = planned.length - requests.length; kept > 0; kept--) {
+    options.onKeptThought?.(line.line);
+  }
 
   const results = await Promise.all(
     requests.map((request) =>

@@ -198,6 +198,36 @@ export function composeAnswer(framing: Framing, thought: string, answer: string)
 }
 
 /**
+ * Whether `answer` already carries a thought in `framing`'s format: it starts with the preface
+ * on its own line and has the suffix on a line of its own after it, as
+ * {@linkcode composeAnswer} writes (for array content, the joined text of the parts). Such an
+ * answer is left alone, so a rerun on cotfit's own output, or on data that already has thoughts
+ * in this format, adds no second thought. A framing whose preface and suffix are both blank
+ * cannot be recognised, and nothing matches it.
+ *
+ * @param framing The preface and suffix.
+ * @param answer The answer's text.
+ * @returns `true` when the answer already has a thought.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { composeAnswer, hasThought } from "./records.ts";
+ *
+ * const framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
+ * assert.equal(hasThought(framing, composeAnswer(framing, "Add them.", "4")), true);
+ * assert.equal(hasThought(framing, "4"), false);
+ * assert.equal(hasThought(framing, "Thought Process: none needed. 4"), false);
+ * ```
+ */
+export function hasThought(framing: Framing, answer: string): boolean {
+  const { preface, suffix } = framing;
+  if (preface.trim() === "" && suffix.trim() === "") return false;
+  const head = preface + "\n";
+  return answer.startsWith(head) && answer.includes("\n" + suffix + "\n", head.length);
+}
+
+/**
  * Writes a record back as one line of JSON in its own format, with each turn listed in
  * `thoughts` given its thought (see {@linkcode composeAnswer}). A string answer is rewritten; an
  * array of content parts gets a new first text part, the original parts untouched. Everything

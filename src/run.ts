@@ -185,6 +185,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
     onBlank: () => meter.addRecord("skipped"),
+    onKeptThought: () => meter.addKeptThought(),
     stop: env.stop,
   });
   // On interrupt, stop reading but close (not abort) the pipeline so in-flight records finish.

@@ -169,6 +169,9 @@ export function renderMetrics(input: MetricsInput): string {
     counter("dedupe_hits_total", "Thoughts shared with an identical call in flight.", [
       { value: usage.dedupeHits },
     ]),
+    counter("kept_thoughts_total", "Answers that already had a thought, kept without a call.", [
+      { value: usage.keptThoughts },
+    ]),
     counter("tokens_total", "LLM tokens, by direction.", [
       { labels: { direction: "input" }, value: usage.inputTokens },
       { labels: { direction: "output" }, value: usage.outputTokens },

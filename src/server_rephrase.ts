@@ -156,6 +156,7 @@ export function rephraseBody(
     signal: abort.signal,
     stop: stopReading.signal,
     onBlank: () => meter.addRecord("skipped"),
+    onKeptThought: () => meter.addKeptThought(),
   });
   const reader = pipeline.readable.getReader();
 

@@ -81,6 +81,8 @@ export interface UsageSnapshot {
   readonly dedupeHits: number;
   /** Calls repeated after a transient failure or an invalid generation. */
   readonly retries: number;
+  /** Answers that already had a thought in the output format: kept, no call made. */
+  readonly keptThoughts: number;
   /** Turns given up on, by reason. */
   readonly failures: Readonly<Record<string, number>>;
   readonly inputTokens: number;
@@ -125,6 +127,7 @@ export class UsageMeter {
   #cacheHits = 0;
   #dedupeHits = 0;
   #retries = 0;
+  #keptThoughts = 0;
   readonly #failures = new Map<string, number>();
   #inputTokens = 0;
   #outputTokens = 0;
@@ -155,6 +158,11 @@ export class UsageMeter {
   /** Counts a thought reused from an identical request in this run. */
   addDedupeHit(): void {
     this.#dedupeHits += 1;
+  }
+
+  /** Counts an answer that already had a thought and was kept as it was. */
+  addKeptThought(): void {
+    this.#keptThoughts += 1;
   }
 
   /** Counts one retried call. */
@@ -207,6 +215,7 @@ export class UsageMeter {
       cacheHits: this.#cacheHits,
       dedupeHits: this.#dedupeHits,
       retries: this.#retries,
+      keptThoughts: this.#keptThoughts,
       // fromEntries defines own properties, so a reason like "__proto__" stays a plain key.
       failures: Object.fromEntries(this.#failures),
       inputTokens: this.#inputTokens,
@@ -254,7 +263,10 @@ export function formatSummary(snapshot: UsageSnapshot, prices: Prices | null): s
     `records   ${count(snapshot.written)} written, ${count(snapshot.rejected)} rejected, ` +
     `${count(snapshot.skipped)} skipped (blank)`,
     `calls     ${count(snapshot.calls)} (cache hits ${count(snapshot.cacheHits)}, ` +
-    `dedupe hits ${count(snapshot.dedupeHits)}, retries ${count(snapshot.retries)})`,
+    `dedupe hits ${count(snapshot.dedupeHits)}, retries ${count(snapshot.retries)})` +
+    (snapshot.keptThoughts > 0
+      ? `; ${count(snapshot.keptThoughts)} answers already had a thought, kept`
+      : ""),
     `failures  ${failures === "" ? "none" : failures}`,
     `tokens    ${count(snapshot.inputTokens)} in, ${count(snapshot.outputTokens)} out` +
     (snapshot.estimatedCalls > 0 ? " (some estimated)" : ""),

@@ -214,6 +214,28 @@ Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {
   assert.deepEqual(rejects.map((r) => [r.file, r.line]), [["-", 2]]);
 });
 
+Deno.test("cli: a rerun on its own output keeps every answer and calls nothing", async () => {
+  await using fake = await startFakeOpenAI();
+  const lines = SHAREGPT.map((record) => JSON.stringify(record)).join("\n") + "\n";
+  const root = await tempTree({ "in/data.jsonl": lines });
+  const first = await runCli(convertArgs(join(root, "in"), join(root, "once"), fake.url));
+  assert.equal(first.code, 0, first.stderr);
+  const calls = fake.stats.requests;
+  assert.equal(calls, 4);
+  const once = await Deno.readTextFile(join(root, "once/data.jsonl"));
+
+  // --no-cache: nothing may come back from a cache; the answers themselves say they are done.
+  const args = [...convertArgs(join(root, "once"), join(root, "twice"), fake.url), "--no-cache"];
+  const second = await runCli(args);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(fake.stats.requests, calls);
+  assert.equal(await Deno.readTextFile(join(root, "twice/data.jsonl")), once);
+  assert.match(second.stderr, /4 answers already had a thought, kept/);
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "twice/usage.json")));
+  assert.equal(usage.keptThoughts, 4);
+  assert.equal(usage.written, 3);
+});
+
 Deno.test("cli: transient upstream errors and invalid thoughts are retried", async () => {
   const faults = ["rate_limit", "server_error", "no_tags", "invalid_json", "refusal"] as const;
   await using fake = await startFakeOpenAI({ script: (n) => faults[n - 1] });

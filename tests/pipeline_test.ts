@@ -12,7 +12,11 @@ const FRAMING = { preface: "Thought:", suffix: "Answer:" };
  */
 async function rephrase(
   records: unknown[],
-  options: { historyTokens?: number; loadTokenizer?: typeof loadTokenizer } = {},
+  options: {
+    historyTokens?: number;
+    loadTokenizer?: typeof loadTokenizer;
+    onKeptThought?: (line: number) => void;
+  } = {},
 ): Promise<{ outcomes: Outcome[]; requests: ThoughtRequest[] }> {
   const requests: ThoughtRequest[] = [];
   const writeThought: ThoughtWriter = (request) => {
@@ -87,4 +91,23 @@ Deno.test("rephraseStream() rejects a record too deep to write back and goes on"
   assert.equal(written.kind, "record");
   assert.equal(written.line, 2);
   assert.deepEqual(requests.map((request) => request.answer), ["Hello."]);
+});
+
+Deno.test("rephraseStream() keeps answers that already have a thought and asks for the others", async () => {
+  const done = `${FRAMING.preface}\nSay hi back.\n${FRAMING.suffix}\nHello.`;
+  const kept: number[] = [];
+  const partly = chat("Hi?", done, "And 2+2?", "4.");
+  const fully = chat("Hi?", done);
+  const { outcomes, requests } = await rephrase([partly, fully], {
+    onKeptThought: (line) => kept.push(line),
+  });
+  assert.deepEqual(requests.map((request) => request.answer), ["4."]);
+  assert.deepEqual(kept, [1, 2]);
+  assert.deepEqual(outcomes.map((outcome) => outcome.kind), ["record", "record"]);
+  const [first, second] = outcomes.map((outcome) =>
+    outcome.kind === "record" ? JSON.parse(outcome.json) : null
+  );
+  assert.equal(first.conversations[1].value, done);
+  assert.equal(first.conversations[3].value, `${FRAMING.preface}\nOk.\n${FRAMING.suffix}\n4.`);
+  assert.deepEqual(second, fully);
 });

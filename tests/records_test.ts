@@ -3,6 +3,7 @@ import {
   assembleRecord,
   composeAnswer,
   type Framing,
+  hasThought,
   parseRecord,
   RecordError,
 } from "../src/records.ts";
@@ -456,4 +457,19 @@ Deno.test("assembleRecord() refuses thoughts for missing turns or turns without 
     () => assembleRecord(conversation, new Map([[1, "x"]]), framing),
     new TypeError("Cannot add a thought to turn 2 of record at line 4: it has no text"),
   );
+});
+
+Deno.test("hasThought() recognises answers written in the framing's format, and only those", () => {
+  assert.equal(hasThought(framing, composeAnswer(framing, "Add.", "4")), true);
+  assert.equal(hasThought(framing, composeAnswer(framing, "Multi\nline.", "")), true);
+  assert.equal(hasThought(framing, "4"), false);
+  assert.equal(hasThought(framing, "Thought Process:\nno suffix follows"), false);
+  assert.equal(hasThought(framing, "Thought Process: inline\n\nAnswer:\n4"), false);
+  assert.equal(hasThought(framing, " Thought Process:\nx\n\nAnswer:\n4"), false);
+  const custom = { preface: "<think>", suffix: "</think>" };
+  assert.equal(hasThought(custom, composeAnswer(custom, "Hmm.", "Yes.")), true);
+  assert.equal(hasThought(framing, composeAnswer(custom, "Hmm.", "Yes.")), false);
+  // Nothing marks a thought when both are blank: every answer would "have" one.
+  const blank = { preface: "", suffix: "" };
+  assert.equal(hasThought(blank, composeAnswer(blank, "Hmm.", "Yes.")), false);
 });

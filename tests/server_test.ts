@@ -181,6 +181,21 @@ Deno.test("createApp() answers one line per non-blank input line, in input order
   assert.match(metrics, /^cotfit_requests_active 0$/m);
 });
 
+Deno.test("createApp() sends its own output back unchanged, with no call", async () => {
+  await using fake = await startFakeOpenAI();
+  await using server = await startServer(serveOptions(fake));
+  const body = [sharegpt("k", 1), sharegpt("k", 2)].map((r) => JSON.stringify(r)).join("\n");
+  const post = async (text: string) =>
+    await (await server.request("/v1/rephrase", { method: "POST", body: text })).text();
+  const once = await post(body);
+  assert.equal(fake.stats.requests, 2);
+  assert.equal(await post(once), once);
+  assert.equal(fake.stats.requests, 2);
+  const metrics = await metricsOf(server);
+  assert.match(metrics, /^cotfit_kept_thoughts_total 2$/m);
+  assert.match(metrics, /^cotfit_llm_calls_total 2$/m);
+});
+
 Deno.test("createApp() drops error lines with rejects=omit and takes the framing from the query", async () => {
   await using fake = await startFakeOpenAI({ recordBodies: true });
   await using server = await startServer(serveOptions(fake));

@@ -37,6 +37,8 @@ function sampleMeter(): UsageMeter {
   meter.addCacheHit();
   meter.addCacheHit();
   meter.addDedupeHit();
+  meter.addKeptThought();
+  meter.addKeptThought();
   meter.addRetry();
   meter.addRetry();
   meter.addRetry();
@@ -60,6 +62,7 @@ Deno.test("UsageMeter.snapshot() returns every counter as plain JSON", () => {
     cacheHits: 2,
     dedupeHits: 1,
     retries: 3,
+    keptThoughts: 2,
     failures: { timeout: 2, invalid_thought: 1, ["__proto__"]: 1 },
     inputTokens: 1_200_800,
     outputTokens: 300_200,
@@ -98,7 +101,7 @@ Deno.test("formatSummary() renders a run's counters for humans", () => {
     formatSummary(snapshot, prices),
     [
       "records   3 written, 1 rejected, 1 skipped (blank)",
-      "calls     2 (cache hits 2, dedupe hits 1, retries 3)",
+      "calls     2 (cache hits 2, dedupe hits 1, retries 3); 2 answers already had a thought, kept",
       "failures  timeout 2, invalid_thought 1, __proto__ 1",
       "tokens    1,200,800 in, 300,200 out (some estimated)",
       "cost      $0.36",
@@ -112,6 +115,7 @@ Deno.test("formatSummary() says when nothing failed, nothing was estimated or pr
   meter.addCall({ inputTokens: 10, outputTokens: 5, estimated: false });
   meter.addConversation();
   const text = formatSummary(meter.snapshot(500), null);
+  assert.equal(text.split("\n")[1], "calls     1 (cache hits 0, dedupe hits 0, retries 0)");
   assert.deepEqual(text.split("\n").slice(2), [
     "failures  none",
     "tokens    10 in, 5 out",
