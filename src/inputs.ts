@@ -39,7 +39,8 @@ const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
  * @param inputs Paths as given on the command line or in the config.
  * @param outputDir The output directory; required unless the only input is `-`.
  * @returns The plan, in input order.
- * @throws {InputError} On a missing input, a missing output directory, or colliding outputs.
+ * @throws {InputError} On a missing input, a directory with no record file, a missing output
+ * directory, an output directory that is an input directory, or colliding outputs.
  */
 export async function planInputs(
   inputs: readonly string[],
@@ -63,7 +64,18 @@ export async function planInputs(
       throw new InputError(`Cannot read input "${input}": ${(error as Error).message}`);
     }
     if (info.isDirectory) {
-      for (const file of await listRecordFiles(resolve(input), outRoot)) {
+      if (resolve(input) === outRoot) {
+        throw new InputError(
+          `output directory "${outputDir}" is the input directory: outputs would overwrite ` +
+            "inputs; choose another -o",
+        );
+      }
+      const files = await listRecordFiles(resolve(input), outRoot);
+      // A run that reads nothing and says "0 written" looks like success: say why instead.
+      if (files.length === 0) {
+        throw new InputError(`no .jsonl or .json file in "${input}" (outputs of cotfit excluded)`);
+      }
+      for (const file of files) {
         plans.push(planFile(file, join(outRoot, relative(resolve(input), file))));
       }
     } else {

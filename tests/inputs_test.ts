@@ -49,3 +49,19 @@ Deno.test("planInputs() refuses colliding outputs, a missing -o, and missing inp
   await assert.rejects(() => planInputs([join(root, "a/x.jsonl")], join(root, "a")), /overwrite/);
   await assert.rejects(() => planInputs([], root), /no input/);
 });
+
+Deno.test("planInputs() refuses a directory with no record file, or that is the output", async () => {
+  const root = await tree({ "docs/notes.txt": "", "done/a.rejects.jsonl": "", "in/a.jsonl": "" });
+  await assert.rejects(
+    () => planInputs([join(root, "docs")], join(root, "out")),
+    (error: InputError) =>
+      error instanceof InputError && error.message.startsWith("no .jsonl or .json file in"),
+  );
+  await assert.rejects(() => planInputs([join(root, "done")], join(root, "out")), /no \.jsonl/);
+  await assert.rejects(
+    () => planInputs([join(root, "in")], join(root, "in")),
+    (error: InputError) =>
+      error instanceof InputError && /is the input directory/.test(error.message),
+  );
+  await assert.rejects(() => planInputs([join(root, "in")], join(root, "in/")), /input directory/);
+});
