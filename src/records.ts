@@ -63,7 +63,8 @@ const ROLES: ReadonlyMap<string, Role> = new Map([
   ["function_response", "tool"],
 ]);
 
-const LIST_KEYS = ["conversations", "messages"];
+// "conversation" is lmsys-chat-1m's key (OpenAI-style turns).
+const LIST_KEYS = ["conversations", "messages", "conversation"];
 
 /** `JSON.rawJSON` and `JSON.isRawJSON` (JSON.parse source text access): in V8, so in Deno, but
  * not yet in TypeScript's lib. */
@@ -79,7 +80,7 @@ const SHAPE_KEYS: Readonly<Record<TurnShape, { role: string; text: string }>> = 
 
 /**
  * Parses one record's JSON text and checks it is a conversation: an object whose
- * `conversations` or `messages` array holds ShareGPT `{from, value}` or OpenAI
+ * `conversations`, `messages` or `conversation` array holds ShareGPT `{from, value}` or OpenAI
  * `{role, content}` turns (one shape per record). Roles are normalised case-insensitively
  * (`human` -> `user`, `gpt` -> `assistant`, `function_call` -> `tool`...). OpenAI content may be
  * a string, an array of parts (text parts joined, others shown as `[type]`), or `null` (or
@@ -134,7 +135,7 @@ export function parseRecord(text: string, line: number): Conversation {
     throw new RecordError(
       line,
       present === undefined
-        ? 'no conversation: expected a "conversations" or "messages" array'
+        ? 'no conversation: expected a "conversations", "messages" or "conversation" array'
         : `"${present}" must be an array (found ${describe(own(record, present))})`,
     );
   }

@@ -41,7 +41,7 @@ export interface Conversation {
   /** 1-based source line number. */
   readonly line: number;
   readonly shape: TurnShape;
-  /** The key holding the turn array: `conversations` or `messages`. */
+  /** The key holding the turn array: `conversations`, `messages` or `conversation`. */
   readonly listKey: string;
   /** The parsed JSON object, every field untouched, for re-serialisation in its own format. */
   readonly record: Record<string, unknown>;

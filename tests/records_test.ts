@@ -157,6 +157,22 @@ Deno.test("parseRecord() uses the first of conversations and messages that is an
   assert.equal(parseRecord(first, 1).listKey, "conversations");
 });
 
+Deno.test("parseRecord() reads lmsys-chat-1m's conversation key and writes it back", () => {
+  const text = JSON.stringify({
+    conversation_id: "c1",
+    conversation: [{ content: "Hi", role: "user" }, { content: "Hello!", role: "assistant" }],
+    turn: 1,
+    openai_moderation: [{ flagged: false }],
+  });
+  const conversation = parseRecord(text, 1);
+  assert.equal(conversation.listKey, "conversation");
+  assert.equal(conversation.shape, "openai");
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "Greet."]]), framing),
+    text.replace('"Hello!"', '"Thought Process:\\nGreet.\\n\\nAnswer:\\nHello!"'),
+  );
+});
+
 Deno.test("parseRecord() accepts odd turn orders and empty strings", () => {
   const conversation = parseRecord(
     record([
@@ -192,7 +208,7 @@ Deno.test("parseRecord() rejects text that is not a JSON object", () => {
 });
 
 Deno.test("parseRecord() rejects records without a turn list", () => {
-  const noList = 'no conversation: expected a "conversations" or "messages" array';
+  const noList = 'no conversation: expected a "conversations", "messages" or "conversation" array';
   assertRejects('{"id":1}', noList);
   assertRejects('{"text":"hello"}', noList);
   assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
