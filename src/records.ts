@@ -73,7 +73,15 @@ const RAW_JSON = JSON as unknown as {
   isRawJSON(value: unknown): boolean;
 };
 
-const SHAPE_KEYS: Readonly<Record<TurnShape, { role: string; text: string }>> = {
+/** Flat instruction formats: the answer's key and the optional key of text the request adds. */
+const INSTRUCTION_FORMATS = [
+  { answer: "output", extra: "input" }, // Alpaca
+  { answer: "response", extra: "context" }, // Dolly
+] as const;
+
+type ListShape = Exclude<TurnShape, "instruction">;
+
+const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = {
   sharegpt: { role: "from", text: "value" },
   openai: { role: "role", text: "content" },
 };
@@ -132,17 +140,26 @@ export function parseRecord(text: string, line: number): Conversation {
   const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
   if (listKey === undefined) {
     const present = LIST_KEYS.find((key) => own(record, key) !== undefined);
-    throw new RecordError(
-      line,
-      present === undefined
-        ? 'no conversation: expected a "conversations", "messages" or "conversation" array'
-        : `"${present}" must be an array (found ${describe(own(record, present))})`,
-    );
+    if (present !== undefined) {
+      throw new RecordError(
+        line,
+        `"${present}" must be an array (found ${describe(own(record, present))})`,
+      );
+    }
+    const flat = readInstructionRecord(record, line);
+    if (flat === null) {
+      throw new RecordError(
+        line,
+        'no conversation: expected a "conversations", "messages" or "conversation" array, ' +
+          'or "instruction" with "output" or "response"',
+      );
+    }
+    return { ...flat, system: typeof system === "string" ? system : null };
   }
   const list = own(record, listKey) as unknown[];
   if (list.length === 0) throw new RecordError(line, "conversation has no turns");
 
-  let shape: TurnShape | null = null;
+  let shape: ListShape | null = null;
   const turns: Turn[] = [];
   for (let index = 0; index < list.length; index++) {
     const raw = list[index];
@@ -267,6 +284,9 @@ export function assembleRecord(
 ): string {
   const { record, listKey, line } = conversation;
   if (thoughts.size === 0) return JSON.stringify(record);
+  if (conversation.shape === "instruction") {
+    return assembleInstruction(conversation, thoughts, framing);
+  }
   const list = own(record, listKey);
   if (!Array.isArray(list)) {
     throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not an array`);
@@ -311,6 +331,70 @@ function keepNumberText(
   return source === undefined || String(value) === source ? value : RAW_JSON.rawJSON(source);
 }
 
+/** The answer of an `instruction` record with its thought; the record's only thought is turn 1. */
+function assembleInstruction(
+  conversation: Conversation,
+  thoughts: ReadonlyMap<number, string>,
+  framing: Framing,
+): string {
+  const { record, listKey, line } = conversation;
+  for (const index of thoughts.keys()) {
+    if (index !== 1) {
+      throw new RangeError(
+        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such turn`,
+      );
+    }
+  }
+  const answer = own(record, listKey);
+  if (typeof answer !== "string") {
+    throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not a string`);
+  }
+  return JSON.stringify({ ...record, [listKey]: composeAnswer(framing, thoughts.get(1)!, answer) });
+}
+
+/**
+ * Reads a flat Alpaca or Dolly record as a user turn (the instruction, then its input or context
+ * after a blank line) and the answer; `null` when the record is neither.
+ */
+function readInstructionRecord(
+  record: Record<string, unknown>,
+  line: number,
+): Omit<Conversation, "system"> | null {
+  const instruction = own(record, "instruction");
+  if (typeof instruction !== "string") return null;
+  for (const format of INSTRUCTION_FORMATS) {
+    const answer = own(record, format.answer);
+    if (answer === undefined) continue;
+    if (typeof answer !== "string") {
+      throw new RecordError(
+        line,
+        `"${format.answer}" must be a string (found ${describe(answer)})`,
+      );
+    }
+    const extra = own(record, format.extra);
+    if (extra !== undefined && extra !== null && typeof extra !== "string") {
+      throw new RecordError(
+        line,
+        `"${format.extra}" must be a string (found ${describe(extra)})`,
+      );
+    }
+    const request = typeof extra === "string" && extra.trim() !== ""
+      ? `${instruction}\n\n${extra}`
+      : instruction;
+    return {
+      line,
+      shape: "instruction",
+      listKey: format.answer,
+      record,
+      turns: [
+        { index: 0, role: "user", name: "instruction", text: request },
+        { index: 1, role: "assistant", name: format.answer, text: answer },
+      ],
+    };
+  }
+  return null;
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
     !RAW_JSON.isRawJSON(value);
@@ -330,7 +414,7 @@ function describe(value: unknown): string {
   return type === "object" ? "an object" : `a ${type}`;
 }
 
-function braces(shape: TurnShape): string {
+function braces(shape: ListShape): string {
   const keys = SHAPE_KEYS[shape];
   return `{${keys.role}, ${keys.text}}`;
 }
@@ -339,7 +423,7 @@ function quote(text: string): string {
   return JSON.stringify(text.length > 40 ? text.slice(0, 40) + "…" : text);
 }
 
-function shapeOf(turn: Record<string, unknown>): TurnShape | null {
+function shapeOf(turn: Record<string, unknown>): ListShape | null {
   if (Object.hasOwn(turn, "from")) return "sharegpt";
   if (Object.hasOwn(turn, "role")) return "openai";
   return null;
@@ -349,7 +433,7 @@ function shapeOf(turn: Record<string, unknown>): TurnShape | null {
 function readTurn(
   raw: Record<string, unknown>,
   index: number,
-  shape: TurnShape,
+  shape: ListShape,
   line: number,
 ): Turn {
   const keys = SHAPE_KEYS[shape];

@@ -33,15 +33,22 @@ export interface Turn {
   readonly text: string | null;
 }
 
-/** Turn shape: ShareGPT `{from, value}` or OpenAI `{role, content}`. */
-export type TurnShape = "sharegpt" | "openai";
+/**
+ * Record shape: turns as ShareGPT `{from, value}` or OpenAI `{role, content}`, or a flat
+ * `instruction` record (Alpaca `instruction`/`input`/`output`, Dolly
+ * `instruction`/`context`/`response`) read as one user turn and its answer.
+ */
+export type TurnShape = "sharegpt" | "openai" | "instruction";
 
 /** A parsed, validated input record. */
 export interface Conversation {
   /** 1-based source line number. */
   readonly line: number;
   readonly shape: TurnShape;
-  /** The key holding the turn array: `conversations`, `messages` or `conversation`. */
+  /**
+   * The key holding the turn array (`conversations`, `messages` or `conversation`); for an
+   * `instruction` record, the answer's key (`output` or `response`).
+   */
   readonly listKey: string;
   /** The parsed JSON object, every field untouched, for re-serialisation in its own format. */
   readonly record: Record<string, unknown>;

@@ -107,6 +107,32 @@ Deno.test("cli: ShareGPT single-turn, multi-turn, system and tool records come o
   assert.match(result.stderr, /3 written, 0 rejected, 0 skipped/);
 });
 
+Deno.test("cli: Alpaca and Dolly records get a thought in their answer field", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const records = [
+    { instruction: "Summarize the text.", input: "The cat sat on the mat.", output: "A cat sat." },
+    { instruction: "Who wrote Hamlet?", context: "", response: "Shakespeare.", category: "qa" },
+  ];
+  const root = await tempTree({
+    "in/flat.jsonl": records.map((r) => JSON.stringify(r)).join("\n") + "\n",
+  });
+  const result = await runCli(
+    convertArgs(join(root, "in/flat.jsonl"), join(root, "out"), fake.url),
+  );
+  assert.equal(result.code, 0, result.stderr);
+  const prompts = fake.bodies.map(lastPrompt);
+  const summary = prompts.find((prompt) => answerOf(prompt) === "A cat sat.")!;
+  assert.match(summary, /<user_message>\nSummarize the text\.\n\nThe cat sat on the mat\.\n/);
+  const output = parseJsonl(await Deno.readTextFile(join(root, "out/flat.jsonl"))) as Json[];
+  const framed = (prompt: string) =>
+    `Thought Process:\n${expectedThought(prompt)}\n\nAnswer:\n${answerOf(prompt)}`;
+  assert.deepEqual(output, [
+    { ...records[0], output: framed(summary) },
+    { ...records[1], response: framed(prompts.find((p) => answerOf(p) === "Shakespeare.")!) },
+  ]);
+  assert.deepEqual(Object.keys(output[1]), ["instruction", "context", "response", "category"]);
+});
+
 Deno.test("cli: OpenAI records keep their format, content parts and tool calls", async () => {
   await using fake = await startFakeOpenAI({ recordBodies: true });
   const records = [

@@ -208,7 +208,8 @@ Deno.test("parseRecord() rejects text that is not a JSON object", () => {
 });
 
 Deno.test("parseRecord() rejects records without a turn list", () => {
-  const noList = 'no conversation: expected a "conversations", "messages" or "conversation" array';
+  const noList = 'no conversation: expected a "conversations", "messages" or "conversation" ' +
+    'array, or "instruction" with "output" or "response"';
   assertRejects('{"id":1}', noList);
   assertRejects('{"text":"hello"}', noList);
   assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
@@ -488,4 +489,48 @@ Deno.test("hasThought() recognises answers written in the framing's format, and 
   // Nothing marks a thought when both are blank: every answer would "have" one.
   const blank = { preface: "", suffix: "" };
   assert.equal(hasThought(blank, composeAnswer(blank, "Hmm.", "Yes.")), false);
+});
+
+Deno.test("parseRecord() reads flat Alpaca and Dolly records as one exchange", () => {
+  const alpaca = parseRecord('{"instruction":"Sum.","input":"1 and 2","output":"3"}', 1);
+  assert.equal(alpaca.shape, "instruction");
+  assert.equal(alpaca.listKey, "output");
+  assert.deepEqual(alpaca.turns, [
+    { index: 0, role: "user", name: "instruction", text: "Sum.\n\n1 and 2" },
+    { index: 1, role: "assistant", name: "output", text: "3" },
+  ]);
+  const dolly = parseRecord(
+    '{"instruction":"Who?","context":"  ","response":"Me.","system":"Be kind."}',
+    1,
+  );
+  assert.equal(dolly.listKey, "response");
+  assert.equal(dolly.system, "Be kind.");
+  assert.equal(dolly.turns[0].text, "Who?");
+  // A turn list wins over flat fields.
+  const both = '{"instruction":"x","output":"y","messages":[{"role":"user","content":"z"}]}';
+  assert.equal(parseRecord(both, 1).shape, "openai");
+});
+
+Deno.test("parseRecord() rejects flat records with fields of the wrong type", () => {
+  assertRejects('{"instruction":"x","output":5}', '"output" must be a string (found a number)');
+  assertRejects(
+    '{"instruction":"x","input":["a"],"output":"y"}',
+    '"input" must be a string (found an array)',
+  );
+  assertRejects(
+    '{"instruction":"x"}',
+    'no conversation: expected a "conversations", "messages" or "conversation" array, ' +
+      'or "instruction" with "output" or "response"',
+  );
+});
+
+Deno.test("assembleRecord() writes a flat record's thought into its answer field only", () => {
+  const text = '{"id":1,"instruction":"Sum.","input":"","output":"3","n":1.50}';
+  const conversation = parseRecord(text, 1);
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "Add."]]), framing),
+    '{"id":1,"instruction":"Sum.","input":"","output":"Thought Process:\\nAdd.\\n\\nAnswer:\\n3",' +
+      '"n":1.50}',
+  );
+  assert.throws(() => assembleRecord(conversation, new Map([[0, "x"]]), framing), RangeError);
 });
