@@ -143,17 +143,38 @@ export function mapOrdered<I, O>(
  * and rendered prompt; items sleeping out a retry backoff or answered from the cache wait for no
  * slot, so they never hold the stream back.
  *
+ * While calls run and none waits for a slot (a run's start, when slots are free), it also yields
+ * to the event loop (a 0 ms timer) once items have been let through back to back for
+ * {@linkcode ADMIT_YIELD_MS}: Deno polls sockets only when JavaScript lets the event loop wait,
+ * so during such a burst the connections just opened are not seen and the calls started do not
+ * go out. Measured at concurrency 1,024 with a 200 ms endpoint: the first 1,024 replies were all
+ * handled by 0.53 to 0.83 s with the yield, against 1.03 to 1.33 s without; with a 0 ms
+ * endpoint at concurrency 256, 7,750 to 8,230 conversations/s for 2.5 s of CPU, against 6,970 to
+ * 7,080/s for 3.1 s. Once calls wait for slots, or when none runs (cache hits), there is no
+ * yield: a 0 ms timer costs 1 to 4 ms, and yielding there cost throughput.
+ *
  * @param limiter The limiter the items' calls go through.
  * @param size Its size.
  * @returns The hook.
  */
 export function whileQueueShort(
-  limiter: Pick<Limiter, "queueBelow">,
+  limiter: Pick<Limiter, "queueBelow" | "waiting" | "active">,
   size: number,
 ): () => Promise<void> | undefined {
   const lookahead = Math.max(32, Math.ceil(size / 4));
-  return () => limiter.queueBelow(lookahead);
+  let busySince = performance.now();
+  const rested = () => void (busySince = performance.now());
+  return () => {
+    const held = limiter.queueBelow(lookahead);
+    if (held) return held.then(rested);
+    if (limiter.waiting > 0 || limiter.active === 0) return void rested();
+    if (performance.now() - busySince < ADMIT_YIELD_MS) return undefined;
+    return new Promise<void>((resolve) => setTimeout(resolve, 0)).then(rested);
+  };
 }
+
+/** How long {@linkcode whileQueueShort} lets items through back to back before it yields. */
+export const ADMIT_YIELD_MS = 4;
 
 /** A counting semaphore: `run` waits for a free slot, so at most `size` calls run at once. */
 export interface Limiter {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLimiter, mapOrdered, whileQueueShort } from "../src/pool.ts";
+import { ADMIT_YIELD_MS, createLimiter, mapOrdered, whileQueueShort } from "../src/pool.ts";
 
 function delay<T>(ms: number, value: T): Promise<T> {
   return new Promise((resolve) => setTimeout(() => resolve(value), ms));
@@ -168,4 +168,50 @@ Deno.test("whileQueueShort() holds items back once a quarter of the size (at lea
     await held;
     await Promise.all(runs);
   }
+});
+
+Deno.test("whileQueueShort() yields to the event loop after letting items through for a while", async () => {
+  const limiter = createLimiter(4);
+  const ready = whileQueueShort(limiter, 4);
+  // A run's start: a call is on its way, slots are free, records keep coming.
+  const gate = Promise.withResolvers<void>();
+  const running = limiter.run(() => gate.promise);
+  assert.equal(ready(), undefined, "an item right away is let through without a wait");
+  // A timer queued before the burst must fire before the wait ends: the wait is a macrotask,
+  // not a microtask that would keep the event loop from polling.
+  let timerFired = false;
+  setTimeout(() => timerFired = true, 0);
+  const start = performance.now();
+  let admitted = 0;
+  let held: Promise<void> | undefined;
+  // Admissions back to back, as when a burst of records arrives and every slot is free.
+  while ((held = ready()) === undefined) admitted++;
+  assert.ok(performance.now() - start >= ADMIT_YIELD_MS - 1, "not before the busy time is up");
+  assert.ok(admitted > 0);
+  assert.equal(timerFired, false);
+  await held;
+  assert.equal(timerFired, true);
+  assert.equal(ready(), undefined, "the busy time starts again after the yield");
+  gate.resolve();
+  await running;
+});
+
+Deno.test("whileQueueShort() does not yield while no call runs (cache hits)", () => {
+  const ready = whileQueueShort(createLimiter(4), 4);
+  const start = performance.now();
+  while (performance.now() - start < 3 * ADMIT_YIELD_MS) assert.equal(ready(), undefined);
+});
+
+Deno.test("whileQueueShort() does not yield while calls wait for a slot", async () => {
+  const limiter = createLimiter(1);
+  const ready = whileQueueShort(limiter, 1);
+  const gate = Promise.withResolvers<void>();
+  const runs = [limiter.run(() => gate.promise), limiter.run(() => gate.promise)];
+  assert.equal(limiter.waiting, 1);
+  const start = performance.now();
+  while (performance.now() - start < 3 * ADMIT_YIELD_MS) {
+    assert.equal(ready(), undefined);
+  }
+  gate.resolve();
+  await Promise.all(runs);
 });
