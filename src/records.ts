@@ -66,8 +66,10 @@ const ROLES: ReadonlyMap<string, Role> = new Map([
 // "conversation" is lmsys-chat-1m's key (OpenAI-style turns).
 const LIST_KEYS = ["conversations", "messages", "conversation"];
 
-/** `JSON.rawJSON` and `JSON.isRawJSON` (JSON.parse source text access): in V8, so in Deno, but
- * not yet in TypeScript's lib. */
+/**
+ * `JSON.rawJSON` and `JSON.isRawJSON` (JSON.parse source text access): in V8, so in Deno, but not
+ * yet in TypeScript's lib.
+ */
 const RAW_JSON = JSON as unknown as {
   rawJSON(text: string): unknown;
   isRawJSON(value: unknown): boolean;
