@@ -28,7 +28,8 @@ export interface LineOptions {
 export interface RecordTextOptions extends LineOptions {
   /**
    * `"jsonl"`: one record per line. `"auto"`: one JSON array of records when the first
-   * non-whitespace byte (after an optional BOM) is `[`, else one record per line.
+   * non-whitespace byte (after an optional BOM) is `[`, pretty-printed records one after another
+   * when it is a `{` alone on its line, else one record per line.
    *
    * @default {"jsonl"}
    */
@@ -114,7 +115,8 @@ export function jsonArrayStream(options: LineOptions = {}): TransformStream<Uint
 /**
  * Record texts from raw bytes in either input format: `"jsonl"` is {@linkcode lineStream};
  * `"auto"` looks at the first non-whitespace byte after an optional BOM and reads a JSON array
- * ({@linkcode jsonArrayStream}) when it is `[`, else JSONL.
+ * ({@linkcode jsonArrayStream}) when it is `[`, pretty-printed JSON values one after another when
+ * it is a `{` alone on its line, else JSONL.
  *
  * @param options The format and size limits.
  * @returns A transform from raw bytes to {@linkcode Line}s.
@@ -434,8 +436,12 @@ class LineSplitter implements ByteSink {
 
 type ArrayState = "before" | "between" | "element" | "after" | "done";
 
+/**
+ * Splits a JSON array into its elements or, when not `enclosed`, a run of pretty-printed JSON
+ * objects (or arrays) written one after another into each value.
+ */
 class ArraySplitter implements ByteSink {
-  #state: ArrayState = "before";
+  #state: ArrayState;
   #line = 1;
   #arrayLine = 1;
   #elementLine = 1;
@@ -450,8 +456,12 @@ class ArraySplitter implements ByteSink {
   // #scanElement stops holding as soon as the element itself is over the limit.
   readonly #span: SpanBuffer;
 
-  constructor(limits: Limits) {
+  readonly #enclosed: boolean;
+
+  constructor(limits: Limits, enclosed = true) {
     this.#limits = limits;
+    this.#enclosed = enclosed;
+    this.#state = enclosed ? "before" : "between";
     this.#utf8 = new Utf8(limits.previewBytes);
     this.#span = new SpanBuffer(2 * limits.maxBytes, limits.previewBytes);
   }
@@ -468,9 +478,10 @@ class ArraySplitter implements ByteSink {
   finish(out: LineOut): void {
     if (this.#state === "element") {
       const preview = this.#utf8.preview(this.#span.head());
-      out.enqueue({ line: this.#elementLine, error: "JSON array is not closed", preview });
+      const error = this.#enclosed ? "JSON array is not closed" : "JSON value is not closed";
+      out.enqueue({ line: this.#elementLine, error, preview });
       this.#span.reset();
-    } else if (this.#state === "between") {
+    } else if (this.#state === "between" && this.#enclosed) {
       out.enqueue({ line: this.#arrayLine, error: "JSON array is not closed", preview: "" });
     }
     this.#state = "done";
@@ -496,9 +507,14 @@ class ArraySplitter implements ByteSink {
           return chunk.length;
         case "between":
           if (byte === COMMA) continue;
-          if (byte === CLOSE_BRACKET) {
+          if (byte === CLOSE_BRACKET && this.#enclosed) {
             this.#state = "after";
             continue;
+          }
+          // Outside an array only objects and arrays can end where their brackets close.
+          if (!this.#enclosed && byte !== OPEN_BRACE && byte !== OPEN_BRACKET) {
+            this.#reject("unexpected content between JSON values", chunk.subarray(i), out);
+            return chunk.length;
           }
           this.#state = "element";
           this.#elementLine = this.#line;
@@ -524,6 +540,7 @@ class ArraySplitter implements ByteSink {
     // Hot loop: state lives in locals and is written back once per chunk. String contents, most
     // of a chat record, are skipped with indexOf; the structure between them goes byte by byte.
     const length = chunk.length;
+    const enclosed = this.#enclosed;
     let depth = this.#depth;
     let inString = this.#inString;
     let escaped = this.#escaped;
@@ -559,13 +576,19 @@ class ArraySplitter implements ByteSink {
       } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
         depth++;
       } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
-        if (depth > 0) depth--;
-        else if (byte === CLOSE_BRACKET) {
+        if (depth > 0) {
+          depth--;
+          // A value outside an array ends with its own closing bracket, kept in its text.
+          if (depth === 0 && !enclosed) {
+            end = i + 1;
+            break;
+          }
+        } else if (byte === CLOSE_BRACKET) {
           end = i;
           break;
         }
       } else if (byte === COMMA) {
-        if (depth === 0) {
+        if (depth === 0 && enclosed) {
           end = i;
           break;
         }
@@ -594,6 +617,10 @@ class ArraySplitter implements ByteSink {
       span.reset();
       this.#trailing = 0;
     }
+    if (!enclosed) {
+      this.#state = "between";
+      return end;
+    }
     this.#state = chunk[end] === CLOSE_BRACKET ? "after" : "between";
     return end + 1;
   }
@@ -612,14 +639,21 @@ class ArraySplitter implements ByteSink {
   }
 }
 
+type Format = "lines" | "array" | "values";
+
 /**
- * Picks the splitter from the first non-whitespace byte. Leading whitespace is held until then
- * (up to the line limit) and replayed, so line numbers stay right either way.
+ * Picks the splitter from the start of the content: `[` is a JSON array; a first line that is
+ * `{` alone is pretty-printed objects one after another (as `json.dumps(..., indent=2)` or
+ * `jq` write them), which JSONL cannot be; anything else is JSONL. What comes before the choice
+ * (leading whitespace, a `{` and the spaces after it) is held, up to the line limit, and
+ * replayed, so line numbers stay right either way.
  */
 class FormatSniffer implements ByteSink {
   #next: ByteSink | null = null;
   #held: Uint8Array[] = [];
   #heldBytes = 0;
+  /** Only whitespace so far, or then a `{` followed by spaces on its line. */
+  #seenBrace = false;
   readonly #limits: Limits;
 
   constructor(limits: Limits) {
@@ -628,26 +662,43 @@ class FormatSniffer implements ByteSink {
 
   push(chunk: Uint8Array, out: LineOut): void {
     if (this.#next !== null) return this.#next.push(chunk, out);
-    let first = 0;
-    while (first < chunk.length && isJsonWhitespace(chunk[first])) first++;
-    if (first === chunk.length && this.#heldBytes + chunk.length <= this.#limits.maxBytes) {
-      this.#held.push(chunk.slice());
-      this.#heldBytes += chunk.length;
-      return;
-    }
-    const isArray = first < chunk.length && chunk[first] === OPEN_BRACKET;
-    this.#choose(isArray, out).push(chunk, out);
+    this.#held.push(chunk.slice());
+    this.#heldBytes += chunk.length;
+    const format = this.#sniff(chunk);
+    if (format !== null) this.#choose(format, out);
+    else if (this.#heldBytes > this.#limits.maxBytes) this.#choose("lines", out);
   }
 
   finish(out: LineOut): void {
-    (this.#next ?? this.#choose(false, out)).finish(out);
+    (this.#next ?? this.#choose("lines", out)).finish(out);
   }
 
-  #choose(isArray: boolean, out: LineOut): ByteSink {
-    const next = isArray ? new ArraySplitter(this.#limits) : new LineSplitter(this.#limits);
-    for (const held of this.#held) next.push(held, out);
+  /** The format once `chunk` tells it, or `null` while it can still be any. */
+  #sniff(chunk: Uint8Array): Format | null {
+    for (const byte of chunk) {
+      if (this.#seenBrace) {
+        if (byte === LF) return "values";
+        if (byte !== SPACE && byte !== TAB && byte !== CR) return "lines";
+      } else if (byte === OPEN_BRACKET) {
+        return "array";
+      } else if (byte === OPEN_BRACE) {
+        this.#seenBrace = true;
+      } else if (!isJsonWhitespace(byte)) {
+        return "lines";
+      }
+    }
+    return null;
+  }
+
+  #choose(format: Format, out: LineOut): ByteSink {
+    const next = format === "lines"
+      ? new LineSplitter(this.#limits)
+      : new ArraySplitter(this.#limits, format === "array");
+    const held = this.#held;
     this.#held = [];
+    this.#heldBytes = 0;
     this.#next = next;
+    for (const chunk of held) next.push(chunk, out);
     return next;
   }
 }

@@ -413,6 +413,35 @@ Deno.test("recordTextStream() with auto reads JSONL when the first byte is not [
   ]);
 });
 
+Deno.test("recordTextStream() with auto reads pretty-printed objects one after another", async () => {
+  // As json.dumps(record, indent=2) per record, or jq, write them: "{" alone on the first line.
+  const first = '{\n  "a": "x}\\"",\n  "b": [1, {"c": 2}]\n}';
+  const bytes = bytesOf("\uFEFF\n", `${first}\n`, '{ "d": [] }\n\n', '[{"e": 3}]\n');
+  await assertEverySplit(bytes, () => recordTextStream({ format: "auto" }), [
+    { line: 2, text: first },
+    { line: 6, text: '{ "d": [] }' },
+    { line: 8, text: '[{"e": 3}]' },
+  ]);
+  assert.deepEqual(JSON.parse(first), { a: 'x}"', b: [1, { c: 2 }] });
+});
+
+Deno.test("recordTextStream() with auto reports pretty-printed objects it cannot split", async () => {
+  const auto = () => recordTextStream({ format: "auto", previewBytes: 4 });
+  assert.deepEqual(await read([bytesOf('{\n "a": 1\n}\n{\n "b": 2\n')], auto()), [
+    { line: 1, text: '{\n "a": 1\n}' },
+    { line: 4, error: "JSON value is not closed", preview: '{\n "' },
+  ]);
+  assert.deepEqual(await read([bytesOf('{\n "a": 1\n}\n42\n{"b": 2}\n')], auto()), [
+    { line: 1, text: '{\n "a": 1\n}' },
+    { line: 4, error: "unexpected content between JSON values", preview: "42\n{" },
+  ]);
+  // A first line holding more than "{" is JSONL, whatever follows.
+  assert.deepEqual(await read([bytesOf('{ "a": 1,\n"b": 2}\n')], auto()), [
+    { line: 1, text: '{ "a": 1,' },
+    { line: 2, text: '"b": 2}' },
+  ]);
+});
+
 Deno.test("recordTextStream() with auto passes limits on and handles blank input", async () => {
   const options: RecordTextOptions = { format: "auto", maxLineBytes: 3, previewBytes: 2 };
   assert.deepEqual(await read([bytesOf("[1234, 5]")], recordTextStream(options)), [
