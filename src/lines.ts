@@ -652,7 +652,7 @@ class FormatSniffer implements ByteSink {
   #next: ByteSink | null = null;
   #held: Uint8Array[] = [];
   #heldBytes = 0;
-  /** Only whitespace so far, or then a `{` followed by spaces on its line. */
+  /** A `{` came after the leading whitespace: the rest of its line decides. */
   #seenBrace = false;
   readonly #limits: Limits;
 
