@@ -333,30 +333,43 @@ function keepNumberText(
   return source === undefined || String(value) === source ? value : RAW_JSON.rawJSON(source);
 }
 
-/** The answer of an `instruction` record with its thought; the record's only thought is turn 1. */
+/**
+ * An `instruction` record with its thoughts: the last turn's in its answer field, the others in
+ * the responses of its `history` pairs (turn 2i + 1 is pair i's response).
+ */
 function assembleInstruction(
   conversation: Conversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
-  const { record, listKey, line } = conversation;
-  for (const index of thoughts.keys()) {
-    if (index !== 1) {
+  const { record, listKey, line, turns } = conversation;
+  const last = turns.length - 1;
+  const history = own(record, "history");
+  const pairs = Array.isArray(history) ? history.slice() : [];
+  const updated: Record<string, unknown> = { ...record };
+  for (const [index, thought] of thoughts) {
+    const answer = turns[index]?.role === "assistant" ? turns[index].text : null;
+    if (answer === null || answer === undefined || (index !== last && !Array.isArray(history))) {
       throw new RangeError(
-        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such turn`,
+        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
       );
     }
+    const composed = composeAnswer(framing, thought, answer);
+    if (index === last) updated[listKey] = composed;
+    else {
+      const pair = (pairs[(index - 1) / 2] as unknown[]).slice();
+      pair[1] = composed;
+      pairs[(index - 1) / 2] = pair;
+    }
   }
-  const answer = own(record, listKey);
-  if (typeof answer !== "string") {
-    throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not a string`);
-  }
-  return JSON.stringify({ ...record, [listKey]: composeAnswer(framing, thoughts.get(1)!, answer) });
+  if (Array.isArray(history)) updated.history = pairs;
+  return JSON.stringify(updated);
 }
 
 /**
  * Reads a flat Alpaca or Dolly record as a user turn (the instruction, then its input or context
- * after a blank line) and the answer; `null` when the record is neither.
+ * after a blank line) and the answer, after the `[query, response]` pairs of its `history` when
+ * it has one (LLaMA-Factory's Alpaca format); `null` when the record is neither.
  */
 function readInstructionRecord(
   record: Record<string, unknown>,
@@ -383,18 +396,34 @@ function readInstructionRecord(
     const request = typeof extra === "string" && extra.trim() !== ""
       ? `${instruction}\n\n${extra}`
       : instruction;
-    return {
-      line,
-      shape: "instruction",
-      listKey: format.answer,
-      record,
-      turns: [
-        { index: 0, role: "user", name: "instruction", text: request },
-        { index: 1, role: "assistant", name: format.answer, text: answer },
-      ],
-    };
+    const turns = historyTurns(own(record, "history"), line);
+    turns.push(
+      { index: turns.length, role: "user", name: "instruction", text: request },
+      { index: turns.length + 1, role: "assistant", name: format.answer, text: answer },
+    );
+    return { line, shape: "instruction", listKey: format.answer, record, turns };
   }
   return null;
+}
+
+/** The turns of an Alpaca record's `history`: a list of `[query, response]` string pairs. */
+function historyTurns(history: unknown, line: number): Turn[] {
+  if (history === undefined || history === null) return [];
+  if (!Array.isArray(history)) {
+    throw new RecordError(line, `"history" must be an array (found ${describe(history)})`);
+  }
+  return history.flatMap((pair: unknown, i): Turn[] => {
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((t) => typeof t === "string")) {
+      throw new RecordError(
+        line,
+        `"history" item ${i + 1} must be a [query, response] pair of strings`,
+      );
+    }
+    return [
+      { index: 2 * i, role: "user", name: "history", text: pair[0] },
+      { index: 2 * i + 1, role: "assistant", name: "history", text: pair[1] },
+    ];
+  });
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -534,3 +534,48 @@ Deno.test("assembleRecord() writes a flat record's thought into its answer field
   );
   assert.throws(() => assembleRecord(conversation, new Map([[0, "x"]]), framing), RangeError);
 });
+
+Deno.test("parseRecord() and assembleRecord() read and write an Alpaca history", () => {
+  const text = JSON.stringify({
+    instruction: "And 3+3?",
+    input: "",
+    output: "6",
+    system: "Be brief.",
+    history: [["2+2?", "4"], ["Hi", ""]],
+  });
+  const conversation = parseRecord(text, 1);
+  assert.deepEqual(conversation.turns.map((turn) => [turn.index, turn.role, turn.text]), [
+    [0, "user", "2+2?"],
+    [1, "assistant", "4"],
+    [2, "user", "Hi"],
+    [3, "assistant", ""],
+    [4, "user", "And 3+3?"],
+    [5, "assistant", "6"],
+  ]);
+  const written = JSON.parse(
+    assembleRecord(conversation, new Map([[1, "Add."], [5, "Add again."]]), framing),
+  );
+  assert.deepEqual(written, {
+    ...JSON.parse(text),
+    output: composeAnswer(framing, "Add again.", "6"),
+    history: [["2+2?", composeAnswer(framing, "Add.", "4")], ["Hi", ""]],
+  });
+  assert.throws(() => assembleRecord(conversation, new Map([[2, "x"]]), framing), RangeError);
+});
+
+Deno.test("parseRecord() rejects an Alpaca history that is not a list of pairs", () => {
+  const base = { instruction: "q", output: "a" };
+  assertRejects(
+    JSON.stringify({ ...base, history: "none" }),
+    '"history" must be an array (found a string)',
+  );
+  assertRejects(
+    JSON.stringify({ ...base, history: [["q", "a"], ["only one"]] }),
+    '"history" item 2 must be a [query, response] pair of strings',
+  );
+  assertRejects(
+    JSON.stringify({ ...base, history: [["q", 1]] }),
+    '"history" item 1 must be a [query, response] pair of strings',
+  );
+  assert.equal(parseRecord(JSON.stringify({ ...base, history: null }), 1).turns.length, 2);
+});
