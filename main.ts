@@ -27,11 +27,13 @@ import {
   PROXY_VARS,
   resolveOptions,
 } from "./src/config.ts";
+import { CacheError } from "./src/cache.ts";
 import { lazyEnv } from "./src/env.ts";
 import { InputError } from "./src/inputs.ts";
 import { startOfflineLlm } from "./src/offline_llm.ts";
 import { PromptError } from "./src/prompt.ts";
 import { EXIT, runConversion, type RunEnvironment } from "./src/run.ts";
+import { OutputError } from "./src/sink.ts";
 
 const VERSION = "0.1.0";
 
@@ -142,6 +144,11 @@ function fail(error: unknown): number {
   ) {
     console.error(`error: ${error.message}`);
     console.error("Run with --help for usage.");
+    return EXIT.usage;
+  }
+  // The cache or an output cannot be created where asked: a setup problem, not a crash.
+  if (error instanceof CacheError || error instanceof OutputError) {
+    console.error(`error: ${error.message}`);
     return EXIT.usage;
   }
   throw error;

@@ -40,7 +40,7 @@ const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
  * @param outputDir The output directory; required unless the only input is `-`.
  * @returns The plan, in input order.
  * @throws {InputError} On a missing input, a directory with no record file, a missing output
- * directory, an output directory that is an input directory, or colliding outputs.
+ * directory, an output directory that is a file or an input directory, or colliding outputs.
  */
 export async function planInputs(
   inputs: readonly string[],
@@ -49,6 +49,12 @@ export async function planInputs(
   if (inputs.length === 0) throw new InputError("no input: pass a file, a directory or - (stdin)");
   const plans: InputPlan[] = [];
   const outRoot = outputDir === null ? null : resolve(outputDir);
+  if (outputDir !== null) {
+    const info = await Deno.stat(outputDir).catch(() => null);
+    if (info !== null && !info.isDirectory) {
+      throw new InputError(`output directory "${outputDir}" is a file: choose another -o`);
+    }
+  }
   for (const input of inputs) {
     if (input === "-") {
       plans.push({ input, output: null, rejects: null, format: "jsonl" });

@@ -57,16 +57,37 @@ function bufferedSink(
   };
 }
 
+/** Thrown by {@linkcode openAtomicFile} when the file or its directory cannot be created. */
+export class OutputError extends Error {
+  /**
+   * @param path The file that could not be opened.
+   * @param reason Why, from the system.
+   * @param options The underlying error as `cause`.
+   */
+  constructor(readonly path: string, readonly reason: string, options?: ErrorOptions) {
+    super(`Cannot write "${path}": ${reason}`, options);
+    this.name = "OutputError";
+  }
+}
+
 /**
  * Opens `path + ".partial"` for writing; `commit` renames it to `path`.
  *
  * @param path The final file path; its directory is created when missing.
  * @returns The sink.
+ * @throws {OutputError} When the directory or the file cannot be created.
  */
 export async function openAtomicFile(path: string): Promise<TextSink> {
-  await Deno.mkdir(dirname(path), { recursive: true });
   const temporary = `${path}.partial`;
-  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+  let file: Deno.FsFile;
+  try {
+    await Deno.mkdir(dirname(path), { recursive: true });
+    file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+  } catch (error) {
+    throw new OutputError(path, error instanceof Error ? error.message : String(error), {
+      cause: error,
+    });
+  }
   const writer = file.writable.getWriter();
   return bufferedSink(
     writer,

@@ -310,6 +310,24 @@ Deno.test("cli: a 401 from the upstream stops the run at once with exit 2 and no
   await assert.rejects(() => Deno.stat(join(root, "out/many.jsonl")), Deno.errors.NotFound);
 });
 
+Deno.test("cli: an output or cache that cannot be created exits 2 with the reason", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "file": "" });
+  // A directory under a file can never be made, even by root.
+  const output = join(root, "file", "out");
+  for (const extra of [[], ["--no-cache"]]) {
+    const result = await runCli([
+      ...convertArgs(join(root, "in.jsonl"), output, fake.url),
+      ...extra,
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    const expected = extra.length === 0 ? /^error: Cannot open cache "/ : /^error: Cannot write "/;
+    assert.match(result.stderr, expected);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+  }
+  assert.equal(fake.stats.requests, 0);
+});
+
 Deno.test("cli: bad usage exits 2 with a one-line reason", async () => {
   const noModel = await runCli(["in.jsonl", "-o", "out"]);
   assert.equal(noModel.code, 2);

@@ -65,3 +65,11 @@ Deno.test("planInputs() refuses a directory with no record file, or that is the 
   );
   await assert.rejects(() => planInputs([join(root, "in")], join(root, "in/")), /input directory/);
 });
+
+Deno.test("planInputs() refuses an output directory that is a file", async () => {
+  const root = await tree({ "in/a.jsonl": "", "taken": "" });
+  await assert.rejects(
+    () => planInputs([join(root, "in/a.jsonl")], join(root, "taken")),
+    (error: InputError) => error instanceof InputError && /is a file/.test(error.message),
+  );
+});
