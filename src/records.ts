@@ -138,6 +138,7 @@ export function parseRecord(text: string, line: number): Conversation {
   if (system !== undefined && system !== null && typeof system !== "string") {
     throw new RecordError(line, `"system" must be a string (found ${describe(system)})`);
   }
+  const systemPrompt = typeof system === "string" ? system : null;
 
   const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
   if (listKey === undefined) {
@@ -156,7 +157,7 @@ export function parseRecord(text: string, line: number): Conversation {
           'or "instruction" with "output" or "response"',
       );
     }
-    return { ...flat, system: typeof system === "string" ? system : null };
+    return { ...flat, system: systemPrompt };
   }
   const list = own(record, listKey) as unknown[];
   if (list.length === 0) throw new RecordError(line, "conversation has no turns");
@@ -188,7 +189,7 @@ export function parseRecord(text: string, line: number): Conversation {
     shape: shape ?? "sharegpt", // always set by now: the list is not empty
     listKey,
     record,
-    system: typeof system === "string" ? system : null,
+    system: systemPrompt,
     turns,
   };
 }
@@ -348,8 +349,9 @@ function assembleInstruction(
   const pairs = Array.isArray(history) ? history.slice() : [];
   const updated: Record<string, unknown> = { ...record };
   for (const [index, thought] of thoughts) {
+    // Every assistant turn but the last comes from a history pair.
     const answer = turns[index]?.role === "assistant" ? turns[index].text : null;
-    if (answer === null || answer === undefined || (index !== last && !Array.isArray(history))) {
+    if (answer === null || answer === undefined) {
       throw new RangeError(
         `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
       );
@@ -357,9 +359,8 @@ function assembleInstruction(
     const composed = composeAnswer(framing, thought, answer);
     if (index === last) updated[listKey] = composed;
     else {
-      const pair = (pairs[(index - 1) / 2] as unknown[]).slice();
-      pair[1] = composed;
-      pairs[(index - 1) / 2] = pair;
+      const at = (index - 1) / 2;
+      pairs[at] = [(pairs[at] as unknown[])[0], composed];
     }
   }
   if (Array.isArray(history)) updated.history = pairs;
