@@ -239,6 +239,65 @@ export async function runCli(procfs: Procfs, run: CliRun): Promise<CliResult> {
   };
 }
 
+/** Options of {@linkcode runReferenceClient}. */
+export interface ReferenceRun {
+  baseURL: string;
+  concurrency: number;
+  count: number;
+  /** About how large each request body is. */
+  bodyBytes: number;
+}
+
+/** What one run of the HTTP-only reference client measured. */
+export interface ReferenceResult {
+  /** From its first request to its last reply, start-up excluded. */
+  readonly wallMs: number;
+  /** User + system CPU of the client process, whole life. */
+  readonly cpuMs: number;
+}
+
+/**
+ * Runs `bench/reference_client.ts` (HTTP only, through `src/http1.ts`) to the end, in its own
+ * process as the CLI runs. The same rule as {@linkcode runCli} holds for CPU: no other child of
+ * this process may exit meanwhile.
+ *
+ * @param procfs Reads CPU.
+ * @param run Endpoint, concurrency, count and body size.
+ * @returns Its timing and CPU.
+ */
+export async function runReferenceClient(
+  procfs: Procfs,
+  run: ReferenceRun,
+): Promise<ReferenceResult> {
+  const childrenCpu = async () => (await procfs.cpuTimes(Deno.pid))?.children ?? NaN;
+  const before = await childrenCpu();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-net=127.0.0.1",
+      "bench/reference_client.ts",
+      "--url",
+      run.baseURL,
+      "--concurrency",
+      String(run.concurrency),
+      "--count",
+      String(run.count),
+      "--body-bytes",
+      String(run.bodyBytes),
+    ],
+    cwd: ROOT,
+    stdin: "null",
+  }).output();
+  const cpuMs = await childrenCpu() - before;
+  const text = new TextDecoder();
+  if (!output.success) {
+    throw new Error(`The reference client failed: ${text.decode(output.stderr)}`);
+  }
+  const { wallMs } = JSON.parse(text.decode(output.stdout)) as { wallMs: number };
+  return { wallMs, cpuMs };
+}
+
 /** A running cotfit server in its own process. */
 export interface ServerProcess extends AsyncDisposable {
   /** `http://127.0.0.1:PORT` */

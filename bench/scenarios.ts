@@ -11,7 +11,14 @@
 
 import { join } from "node:path";
 import { type DatasetInfo, writeDataset } from "./dataset.ts";
-import { type CliResult, type FakeProcess, runCli, startFake, startServer } from "./processes.ts";
+import {
+  type CliResult,
+  type FakeProcess,
+  runCli,
+  runReferenceClient,
+  startFake,
+  startServer,
+} from "./processes.ts";
 import { type Procfs, watchProcess } from "./procfs.ts";
 
 /** One measured figure, with its target when the issue sets one. */
@@ -119,6 +126,9 @@ export async function efficiency(context: ScenarioContext): Promise<Figure[]> {
     const rate = run.result.usage.conversationsPerSecond;
     const value = rate / ideal;
     const withStartup = count / (run.result.wallMs / 1000) / ideal;
+    const reference = value < EFFICIENCY_TARGET
+      ? await referenceEfficiency(context, fake, input, concurrency, ideal)
+      : null;
     figures.push({
       group: "efficiency",
       setting: `CLI, concurrency ${concurrency}, ${thousands(count)} single-turn, fake 200 ms`,
@@ -128,16 +138,50 @@ export async function efficiency(context: ScenarioContext): Promise<Figure[]> {
       pass: value >= EFFICIENCY_TARGET,
       note: `${thousands(rate)}/s of ${thousands(ideal)}/s; ${round(withStartup, 2)} with ` +
         `start-up; CPU: CLI ${round(run.result.cpuMs / count, 2)} ms/conv, fake ` +
-        `${round(run.fakeCpuMs / count, 2)} ms/call`,
+        `${round(run.fakeCpuMs / count, 2)} ms/call` +
+        (reference ? `; HTTP-only reference client: ${round(reference.efficiency, 2)}` : ""),
       details: {
         ...runDetails(run.result, count, run.fakeCpuMs),
         idealPerSecond: ideal,
         efficiencyWithStartup: round(withStartup, 3),
+        ...(reference && {
+          referenceEfficiency: round(reference.efficiency, 3),
+          referenceCpuMsPerCall: round(reference.cpuMsPerCall, 3),
+        }),
       },
     });
     context.log(`  concurrency ${concurrency}: ${describe(figures.at(-1)!)}`);
   }
   return figures;
+}
+
+/**
+ * Where cotfit misses the efficiency target, the same calls made by the HTTP-only reference
+ * client (`bench/reference_client.ts`: cotfit's HTTP pool and nothing else) against the same
+ * fake, with bodies about as large as cotfit's (the default prompt plus an average record). Its
+ * efficiency is the ceiling of one Deno thread on this machine, so the gap between the two is
+ * cotfit's own work.
+ */
+async function referenceEfficiency(
+  context: ScenarioContext,
+  fake: FakeProcess,
+  input: DatasetInfo,
+  concurrency: number,
+  ideal: number,
+): Promise<{ efficiency: number; cpuMsPerCall: number }> {
+  const promptBytes = (await Deno.stat(new URL("../prompts/thought_process.yaml", import.meta.url)))
+    .size;
+  const bodyBytes = Math.round(promptBytes + input.bytes / input.conversations);
+  const count = input.conversations;
+  const run = await runReferenceClient(context.procfs, {
+    baseURL: fake.url,
+    concurrency,
+    count,
+    bodyBytes,
+  });
+  const efficiency = count / (run.wallMs / 1000) / ideal;
+  context.log(`    HTTP-only reference client: ${round(efficiency, 2)} of ideal`);
+  return { efficiency, cpuMsPerCall: run.cpuMs / count };
 }
 
 /**
