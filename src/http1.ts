@@ -159,7 +159,7 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
     // One write per request, but a reply to an unacknowledged segment must not wait for it.
     conn.setNoDelay(true);
     // Kept with the connection: a fresh buffer per call cost a GC-visible allocation per call.
-    return { conn, buffer: new Uint8Array(READ_CHUNK_BYTES), since: 0 };
+    return { conn, buffer: new Uint8Array(READ_CHUNK_BYTES), since: 0, outgoing: null };
   }
 
   async function exchange(
@@ -184,11 +184,12 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
   return {
     async post(path, headers, body, signal) {
       signal?.throwIfAborted();
-      // Copied before any await: the caller may reuse the body's buffer once this returns.
-      const request = encodeRequest(hostHeader, path, headers, body);
       let connection = takeIdle();
       let stale = connection !== undefined;
+      // Copied before any await: the caller may reuse the body's buffer once this returns.
+      const request = encodeRequest(hostHeader, path, headers, body, connection?.outgoing ?? null);
       connection ??= await open();
+      keepOutgoing(connection, request);
       let result: Exchange;
       for (;;) {
         const reader = new ResponseReader(connection.conn, connection.buffer, maxResponseBytes);
@@ -202,6 +203,7 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
           if (!stale || signal?.aborted || reader.started) throw error;
           stale = false;
           connection = await open();
+          keepOutgoing(connection, request);
         }
       }
       if (result.reusable && !closed) {
@@ -258,6 +260,20 @@ interface Connection {
   readonly buffer: Uint8Array;
   /** When it went idle, from `performance.now()`. */
   since: number;
+  /**
+   * The buffer its last request was encoded into, reused for its next one: allocating an
+   * `ArrayBuffer` per request cost 1 to 7 µs of the one JavaScript thread.
+   */
+  outgoing: Uint8Array | null;
+}
+
+/** Requests past this size get a buffer of their own that is not kept with the connection. */
+const MAX_KEPT_REQUEST_BYTES = 256 * 1024;
+
+function keepOutgoing(connection: Connection, request: Uint8Array): void {
+  if (request.buffer.byteLength <= MAX_KEPT_REQUEST_BYTES) {
+    connection.outgoing = new Uint8Array(request.buffer);
+  }
 }
 
 interface Exchange {
@@ -266,12 +282,14 @@ interface Exchange {
   readonly reusable: boolean;
 }
 
+/** The request's bytes, in `reuse` when it is large enough, else in a new buffer with slack. */
 function encodeRequest(
   host: string,
   path: string,
   headers: Readonly<Record<string, string>>,
   body: string | Uint8Array,
-): Uint8Array {
+  reuse: Uint8Array | null,
+): Uint8Array<ArrayBuffer> {
   const payload = typeof body === "string" ? encoder.encode(body) : body;
   let head = `POST ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const name in headers) {
@@ -282,7 +300,10 @@ function encodeRequest(
     head += `${name}: ${value}\r\n`;
   }
   head += `content-length: ${payload.length}\r\n\r\n`;
-  const request = new Uint8Array(head.length * 3 + payload.length);
+  const needed = head.length * 3 + payload.length;
+  const request = reuse !== null && reuse.length >= needed
+    ? reuse as Uint8Array<ArrayBuffer>
+    : new Uint8Array(needed + (needed >> 2));
   const { written } = encoder.encodeInto(head, request);
   request.set(payload, written);
   return request.subarray(0, written + payload.length);

@@ -111,6 +111,37 @@ Deno.test("createHttp1Pool() reuses one keep-alive connection for sequential req
   assert.deepEqual(server.seen.map((request) => request.body), ['{"i":0}', '{"i":1}', '{"i":2}']);
 });
 
+Deno.test("createHttp1Pool() sends bodies of changing sizes intact on one reused connection", async () => {
+  // The connection's request buffer is reused: a short body after a long one must not carry
+  // the long one's tail, and a longer one must get a larger buffer.
+  await using server = rawServer((n) => ({ bytes: ok(`${n}`) }));
+  using pool = createHttp1Pool(server.url);
+  // One scratch buffer for every body, as llm.ts passes them: each is copied before post returns.
+  const scratch = new Uint8Array(200_000);
+  const bodies = [
+    "x".repeat(5_000),
+    "short",
+    `{"text":"${"é".repeat(60_000)}"}`,
+    "",
+    "y".repeat(300_000),
+    "last",
+  ];
+  for (const body of bodies) {
+    const bytes = encoder.encode(body);
+    const view = bytes.length <= scratch.length ? scratch.subarray(0, bytes.length) : bytes;
+    view.set(bytes);
+    const response = pool.post("/", HEADERS, view);
+    scratch.fill(0x21);
+    await response;
+  }
+  assert.equal(server.connections, 1);
+  assert.deepEqual(server.seen.map((request) => request.body), bodies);
+  for (const [i, request] of server.seen.entries()) {
+    const length = Number(/content-length: (\d+)/.exec(request.head)?.[1]);
+    assert.equal(length, encoder.encode(bodies[i]).length);
+  }
+});
+
 Deno.test("createHttp1Pool() sends the UTF-8 byte length of a non-ASCII body", async () => {
   await using server = rawServer(() => ({ bytes: ok("{}") }));
   using pool = createHttp1Pool(server.url);
