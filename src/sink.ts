@@ -21,37 +21,60 @@ export interface TextSink {
 
 // Large enough to amortise syscalls, small enough to keep memory flat.
 const FLUSH_BYTES = 256 * 1024;
+/** Bytes per buffer of encoded text: room for a flush's worth and the line that ends it. */
+const MIN_BUFFER_BYTES = 64 * 1024;
 
 const encoder = new TextEncoder();
 
+/**
+ * Text is encoded as it arrives into a buffer. With `reuseBuffers` (a stream known to be done
+ * with a chunk once its write resolves, as a file's is) the buffer is reused after its write: a
+ * fresh `ArrayBuffer` per flush (`TextEncoder.encode`) cost more than the encoding itself, in
+ * page faults on fresh memory. Other streams may keep chunks (a `TransformStream` passes them
+ * on), so they get a fresh buffer each time. A text too large for a buffer is encoded on its own.
+ */
 function bufferedSink(
   writer: WritableStreamDefaultWriter<Uint8Array>,
   finish: () => Promise<void>,
   abort: () => Promise<void>,
   flushBytes: number,
+  reuseBuffers: boolean,
 ): TextSink {
-  let pending: string[] = [];
-  let pendingLength = 0;
+  const capacity = Math.max(MIN_BUFFER_BYTES, flushBytes * 2);
+  // Buffers whose write has completed; a write in progress keeps its own.
+  const spare: Uint8Array[] = [];
+  let buffer: Uint8Array | null = null;
+  let used = 0;
   async function flush() {
-    if (pendingLength === 0) return;
-    const text = pending.join("");
-    pending = [];
-    pendingLength = 0;
-    await writer.write(encoder.encode(text));
+    if (buffer === null || used === 0) return;
+    const full = buffer;
+    const bytes = full.subarray(0, used);
+    buffer = null;
+    used = 0;
+    await writer.write(bytes);
+    if (reuseBuffers) spare.push(full);
   }
   return {
     async write(text) {
-      pending.push(text);
-      pendingLength += text.length;
-      if (pendingLength >= flushBytes) await flush();
+      // At most 3 bytes per UTF-16 code unit.
+      const room = text.length * 3;
+      if (!reuseBuffers || room > capacity) {
+        await flush();
+        await writer.write(encoder.encode(text));
+        return;
+      }
+      if (buffer !== null && room > buffer.length - used) await flush();
+      buffer ??= spare.pop() ?? new Uint8Array(capacity);
+      used += encoder.encodeInto(text, buffer.subarray(used)).written;
+      if (used >= flushBytes) await flush();
     },
     async commit() {
       await flush();
       await finish();
     },
     async discard() {
-      pending = [];
-      pendingLength = 0;
+      buffer = null;
+      used = 0;
       await abort();
     },
   };
@@ -100,6 +123,7 @@ export async function openAtomicFile(path: string): Promise<TextSink> {
       await Deno.remove(temporary).catch(() => {});
     },
     FLUSH_BYTES,
+    true,
   );
 }
 
@@ -123,5 +147,6 @@ export function streamSink(stream: WritableStream<Uint8Array>): TextSink {
       return Promise.resolve();
     },
     0,
+    false,
   );
 }

@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { openAtomicFile, streamSink } from "../src/sink.ts";
+
+// Lines of mixed widths (ASCII, 2-, 3- and 4-byte UTF-8) so buffer edges fall inside characters.
+function lines(count: number): string[] {
+  const samples = ["plain ascii", "café crème", "日本語のテキスト", "emoji 🙂🚀", "x".repeat(700)];
+  return Array.from({ length: count }, (_, i) => `{"n":${i},"t":"${samples[i % 5]}"}\n`);
+}
+
+Deno.test("openAtomicFile() writes every text in order across many flushes, then renames", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/sub/out.jsonl`;
+    const sink = await openAtomicFile(path);
+    const texts = lines(5_000);
+    // One text larger than any buffer, with multi-byte characters, in the middle.
+    texts.splice(2_500, 0, `{"big":"${"é🙂".repeat(400_000)}"}\n`);
+    for (const text of texts) await sink.write(text);
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+    await sink.commit();
+    assert.equal(await Deno.readTextFile(path), texts.join(""));
+    await assert.rejects(Deno.stat(`${path}.partial`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openAtomicFile() discard() leaves no file behind", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sink = await openAtomicFile(`${dir}/out.jsonl`);
+    await sink.write("a line\n");
+    await sink.discard();
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("streamSink() hands each text on at once, in chunks the stream may keep", async () => {
+  const received: Uint8Array[] = [];
+  const sink = streamSink(
+    new WritableStream<Uint8Array>({
+      // Kept without copying, as a TransformStream would pass them on: none may be reused.
+      write: (chunk) => void received.push(chunk),
+    }),
+  );
+  const texts = lines(300);
+  for (const [i, text] of texts.entries()) {
+    await sink.write(text);
+    assert.equal(received.length, i + 1, "each write reaches the stream before the next");
+  }
+  await sink.commit();
+  const decoder = new TextDecoder();
+  assert.deepEqual(received.map((chunk) => decoder.decode(chunk)), texts);
+});
