@@ -345,6 +345,36 @@ Deno.test("parseRecord() and assembleRecord() write every number back as it was 
   assert.equal(assembleRecord(conversation, new Map([[1, "Greet."]]), framing), expected);
 });
 
+Deno.test("parseRecord() keeps a number's text wherever it sits, among few or many numbers", () => {
+  const record = (numbers: string[]) =>
+    `{"n":[${numbers.join(",")}],"conversations":[{"from":"human","value":"v1.0 or 2e5?"},` +
+    '{"from":"gpt","value":"Both."}]}';
+  const safe = (count: number) => Array.from({ length: count }, (_, i) => String(i * 7 - 3));
+  for (
+    const numbers of [
+      safe(10),
+      [...safe(60), "1.50"],
+      [...safe(200), "12345678901234567890"],
+      ["-0", ...safe(200)],
+      [...safe(30), "1e400", ...safe(30)],
+    ]
+  ) {
+    const text = record(numbers);
+    assert.equal(assembleRecord(parseRecord(text, 1), new Map(), framing), text);
+  }
+});
+
+Deno.test("parseRecord() reads a record nested 999 deep and writes it back", () => {
+  const text = `{"deep":${"[".repeat(999)}1.0${"]".repeat(999)},` +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}]}';
+  const conversation = parseRecord(text, 1);
+  const written = assembleRecord(conversation, new Map([[1, "t"]]), framing);
+  assert.equal(
+    written,
+    text.replace('"value":"a"', '"value":"Thought Process:\\nt\\n\\nAnswer:\\na"'),
+  );
+});
+
 Deno.test("parseRecord() names a number JavaScript cannot hold as a number in its errors", () => {
   const human = { from: "human", value: "x" };
   assertRejects(
