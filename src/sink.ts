@@ -21,26 +21,23 @@ export interface TextSink {
 
 // Large enough to amortise syscalls, small enough to keep memory flat.
 const FLUSH_BYTES = 256 * 1024;
-/** Bytes per buffer of encoded text: room for a flush's worth and the line that ends it. */
-const MIN_BUFFER_BYTES = 64 * 1024;
+/** Room for a flush's worth of text and the text that crosses the mark. */
+const BUFFER_BYTES = 2 * FLUSH_BYTES;
 
 const encoder = new TextEncoder();
 
 /**
- * Text is encoded as it arrives into a buffer. With `reuseBuffers` (a stream known to be done
- * with a chunk once its write resolves, as a file's is) the buffer is reused after its write: a
- * fresh `ArrayBuffer` per flush (`TextEncoder.encode`) cost more than the encoding itself, in
- * page faults on fresh memory. Other streams may keep chunks (a `TransformStream` passes them
- * on), so they get a fresh buffer each time. A text too large for a buffer is encoded on its own.
+ * Batches text into writes of about {@linkcode FLUSH_BYTES}. Text is encoded as it arrives into
+ * a buffer that is reused once its write resolves: a fresh `ArrayBuffer` per flush
+ * (`TextEncoder.encode`) cost more than the encoding itself, in page faults on fresh memory. So
+ * `writer` must be done with a chunk once its write resolves, as a file's is. A text too large
+ * for a buffer is encoded on its own.
  */
 function bufferedSink(
   writer: WritableStreamDefaultWriter<Uint8Array>,
   finish: () => Promise<void>,
   abort: () => Promise<void>,
-  flushBytes: number,
-  reuseBuffers: boolean,
 ): TextSink {
-  const capacity = Math.max(MIN_BUFFER_BYTES, flushBytes * 2);
   // Buffers whose write has completed; a write in progress keeps its own.
   const spare: Uint8Array[] = [];
   let buffer: Uint8Array | null = null;
@@ -52,21 +49,21 @@ function bufferedSink(
     buffer = null;
     used = 0;
     await writer.write(bytes);
-    if (reuseBuffers) spare.push(full);
+    spare.push(full);
   }
   return {
     async write(text) {
       // At most 3 bytes per UTF-16 code unit.
       const room = text.length * 3;
-      if (!reuseBuffers || room > capacity) {
+      if (room > BUFFER_BYTES) {
         await flush();
         await writer.write(encoder.encode(text));
         return;
       }
       if (buffer !== null && room > buffer.length - used) await flush();
-      buffer ??= spare.pop() ?? new Uint8Array(capacity);
+      buffer ??= spare.pop() ?? new Uint8Array(BUFFER_BYTES);
       used += encoder.encodeInto(text, buffer.subarray(used)).written;
-      if (used >= flushBytes) await flush();
+      if (used >= FLUSH_BYTES) await flush();
     },
     async commit() {
       await flush();
@@ -122,31 +119,29 @@ export async function openAtomicFile(path: string): Promise<TextSink> {
       await writer.abort().catch(() => {});
       await Deno.remove(temporary).catch(() => {});
     },
-    FLUSH_BYTES,
-    true,
   );
 }
 
 /**
- * Wraps a byte stream (stdout, stderr) as a sink; `commit` flushes without closing it. Each
- * write goes out at once, so a reader downstream of a pipe sees lines as they are made.
+ * Wraps a byte stream (stdout, stderr) as a sink; `commit` releases it without closing it. Each
+ * write goes out at once, so a reader downstream of a pipe sees lines as they are made, and in
+ * a chunk of its own: a stream may keep the chunks it is given (a `TransformStream` passes them
+ * on), so no buffer is reused.
  *
  * @param stream Where the text goes.
  * @returns The sink.
  */
 export function streamSink(stream: WritableStream<Uint8Array>): TextSink {
   const writer = stream.getWriter();
-  return bufferedSink(
-    writer,
-    () => {
+  return {
+    write: (text) => writer.write(encoder.encode(text)),
+    commit() {
       writer.releaseLock();
       return Promise.resolve();
     },
-    () => {
+    discard() {
       writer.releaseLock();
       return Promise.resolve();
     },
-    0,
-    false,
-  );
+  };
 }
