@@ -271,8 +271,9 @@ interface Connection {
 const MAX_KEPT_REQUEST_BYTES = 256 * 1024;
 
 function keepOutgoing(connection: Connection, request: Uint8Array): void {
-  if (request.buffer.byteLength <= MAX_KEPT_REQUEST_BYTES) {
-    connection.outgoing = new Uint8Array(request.buffer);
+  const { buffer } = request;
+  if (connection.outgoing?.buffer !== buffer && buffer.byteLength <= MAX_KEPT_REQUEST_BYTES) {
+    connection.outgoing = new Uint8Array(buffer);
   }
 }
 
