@@ -27,6 +27,7 @@ import {
   PermissionDeniedError,
   RateLimitError,
 } from "openai";
+import { createDeadlines, followAbort, unfollowAbort } from "./deadlines.ts";
 import { createHttp1Pool, type Http1Pool, HttpResponseError, poolSuits } from "./http1.ts";
 import type { ChatMessage, TokenUsage } from "./types.ts";
 
@@ -247,6 +248,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     origin,
     timeoutMs,
   };
+  const deadlines = createDeadlines(timeoutMs);
   const requestBody = bodyWriter({
     model: options.model,
     temperature: options.temperature,
@@ -262,12 +264,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       // listener dies with it instead of piling up on the caller's long-lived signal.
       const controller = new AbortController();
       let timedOut = false;
-      const timer = setTimeout(() => {
+      const deadline = deadlines.start(() => {
         timedOut = true;
         controller.abort();
-      }, timeoutMs);
-      const onCallerAbort = () => controller.abort();
-      callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+      });
+      if (callerSignal) followAbort(callerSignal, controller);
       const started = performance.now();
       try {
         const raw = await postJson(
@@ -281,8 +282,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         if (timedOut) throw timeoutError(context);
         throw classify(error, context);
       } finally {
-        clearTimeout(timer);
-        callerSignal?.removeEventListener("abort", onCallerAbort);
+        deadline.clear();
+        if (callerSignal) unfollowAbort(callerSignal, controller);
       }
     },
     close() {
