@@ -162,25 +162,6 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
     return { conn, buffer: new Uint8Array(READ_CHUNK_BYTES), since: 0, outgoing: null };
   }
 
-  async function exchange(
-    conn: Deno.TcpConn,
-    reader: ResponseReader,
-    request: Uint8Array,
-    signal: AbortSignal | undefined,
-  ): Promise<Exchange> {
-    const onAbort = () => closeQuietly(conn);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      await writeAll(conn, request);
-      return await reader.read();
-    } catch (error) {
-      if (signal?.aborted) throw signal.reason ?? new DOMException("Aborted", "AbortError");
-      throw error;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
-  }
-
   return {
     async post(path, headers, body, signal) {
       signal?.throwIfAborted();
@@ -191,19 +172,30 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
       connection ??= await open();
       keepOutgoing(connection, request);
       let result: Exchange;
+      // Written out in this one function rather than in helpers: every async function a call
+      // awaits through is kept (a generator, a promise, closures) for the whole ~200 ms wait,
+      // and at concurrency 1,024 each scavenge copies them all.
       for (;;) {
-        const reader = new ResponseReader(connection.conn, connection.buffer, maxResponseBytes);
+        const { conn } = connection;
+        const reader = new ResponseReader(conn, connection.buffer, maxResponseBytes);
+        const onAbort = signal && (() => closeQuietly(conn));
+        if (onAbort) signal.addEventListener("abort", onAbort, { once: true });
         try {
-          result = await exchange(connection.conn, reader, request, signal);
+          let written = await conn.write(request);
+          while (written < request.length) written += await conn.write(request.subarray(written));
+          result = await reader.read();
           break;
         } catch (error) {
-          closeQuietly(connection.conn);
+          closeQuietly(conn);
+          if (signal?.aborted) throw signal.reason ?? new DOMException("Aborted", "AbortError");
           // The server may have closed a reused connection just as the request went out: nothing
           // came back, so the request is sent once more, on a fresh connection.
-          if (!stale || signal?.aborted || reader.started) throw error;
+          if (!stale || reader.started) throw error;
           stale = false;
           connection = await open();
           keepOutgoing(connection, request);
+        } finally {
+          if (onAbort) signal.removeEventListener("abort", onAbort);
         }
       }
       if (result.reusable && !closed) {
@@ -310,12 +302,6 @@ function encodeRequest(
   return request.subarray(0, written + payload.length);
 }
 
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < bytes.length;) {
-    offset += await conn.write(bytes.subarray(offset));
-  }
-}
-
 function closeQuietly(conn: Deno.TcpConn): void {
   try {
     conn.close();
@@ -340,10 +326,27 @@ class ResponseReader {
     this.#max = maxBytes;
   }
 
+  /**
+   * Reads the response. The waits of a plain response (its head and a `content-length` body)
+   * are awaited here, not in helpers: see `post`.
+   */
   async read(): Promise<Exchange> {
     let start = 0;
     for (;;) {
-      const headEnd = await this.#headEnd(start);
+      let from = start;
+      let headEnd = findHeadEnd(this.#buffer, from, this.#length);
+      while (headEnd < 0) {
+        from = Math.max(start, this.#length - 3);
+        if (this.#length - start > HEADER_MAX_BYTES) {
+          throw new HttpResponseError(`Cannot read response: head over ${HEADER_MAX_BYTES} bytes`);
+        }
+        if (this.#ended || !this.#took(await this.#conn.read(this.#room(0)))) {
+          throw this.started
+            ? new HttpResponseError("Cannot read response: connection closed in the head")
+            : new Deno.errors.ConnectionReset("connection closed before any response");
+        }
+        headEnd = findHeadEnd(this.#buffer, from, this.#length);
+      }
       const head = parseHead(latin1.decode(this.#buffer.subarray(start, headEnd)));
       const bodyStart = headEnd + 4;
       if (head.status >= 100 && head.status < 200 && head.status !== 101) {
@@ -351,51 +354,37 @@ class ResponseReader {
         continue;
       }
       if (head.status === 101) throw new HttpResponseError("Cannot read response: 101 upgrade");
-      return await this.#body(head, bodyStart);
-    }
-  }
-
-  /** Offset of the blank line (`\r\n\r\n`) that ends the head starting at `start`. */
-  async #headEnd(start: number): Promise<number> {
-    let from = start;
-    for (;;) {
-      const found = findHeadEnd(this.#buffer, from, this.#length);
-      if (found >= 0) return found;
-      from = Math.max(start, this.#length - 3);
-      if (this.#length - start > HEADER_MAX_BYTES) {
-        throw new HttpResponseError(`Cannot read response: head over ${HEADER_MAX_BYTES} bytes`);
+      const { status, headers, contentLength } = head;
+      if (head.chunked || contentLength === undefined || status === 204 || status === 304) {
+        return await this.#otherBody(head, bodyStart);
       }
-      if (!await this.#fill()) {
-        throw this.started
-          ? new HttpResponseError("Cannot read response: connection closed in the head")
-          : new Deno.errors.ConnectionReset("connection closed before any response");
-      }
-    }
-  }
-
-  async #body(head: Head, bodyStart: number): Promise<Exchange> {
-    const { status, headers } = head;
-    const noBody = status === 204 || status === 304;
-    let body: Uint8Array;
-    let reusable = head.keepAlive;
-    if (noBody) {
-      body = new Uint8Array(0);
-    } else if (head.chunked) {
-      body = await this.#chunked(bodyStart);
-    } else if (head.contentLength !== undefined) {
-      const end = bodyStart + head.contentLength;
+      const end = bodyStart + contentLength;
       if (end > this.#max) throw tooLarge(this.#max);
       while (this.#length < end) {
-        if (!await this.#fill(end)) {
+        if (this.#ended || !this.#took(await this.#conn.read(this.#room(end)))) {
           throw new HttpResponseError(
             `Cannot read response: connection closed after ${
               this.#length - bodyStart
-            } of ${head.contentLength} body bytes`,
+            } of ${contentLength} body bytes`,
           );
         }
       }
-      body = this.#buffer.subarray(bodyStart, end);
-      reusable &&= this.#length === end;
+      return {
+        response: { status, headers, body: utf8.decode(this.#buffer.subarray(bodyStart, end)) },
+        reusable: head.keepAlive && this.#length === end && !this.#ended,
+      };
+    }
+  }
+
+  /** A body without `content-length`: none (204, 304), chunked, or up to the end of the stream. */
+  async #otherBody(head: Head, bodyStart: number): Promise<Exchange> {
+    const { status, headers } = head;
+    let body: Uint8Array;
+    let reusable = head.keepAlive;
+    if (status === 204 || status === 304) {
+      body = new Uint8Array(0);
+    } else if (head.chunked) {
+      body = await this.#chunked(bodyStart);
     } else {
       while (await this.#fill());
       body = this.#buffer.subarray(bodyStart, this.#length);
@@ -470,12 +459,16 @@ class ResponseReader {
     }
   }
 
-  /**
-   * Reads more bytes, making room for at least `want` in all; `false` at the end of the stream.
-   * The buffer doubles as needed, up to the response cap.
-   */
+  /** Reads more bytes, making room for at least `want` in all; `false` at the end of the stream. */
   async #fill(want = 0): Promise<boolean> {
-    if (this.#ended) return false;
+    return !this.#ended && this.#took(await this.#conn.read(this.#room(want)));
+  }
+
+  /**
+   * Where the next read goes: the free end of the buffer, which doubles as needed to hold `want`
+   * bytes in all (at least one more), up to the response cap.
+   */
+  #room(want: number): Uint8Array {
     const needed = Math.max(want, this.#length + 1);
     if (needed > this.#buffer.length || this.#length === this.#buffer.length) {
       let size = this.#buffer.length * 2;
@@ -485,7 +478,11 @@ class ResponseReader {
       grown.set(this.#buffer.subarray(0, this.#length));
       this.#buffer = grown;
     }
-    const count = await this.#conn.read(this.#buffer.subarray(this.#length));
+    return this.#buffer.subarray(this.#length);
+  }
+
+  /** Counts the bytes a read brought; `false` when it found the end of the stream. */
+  #took(count: number | null): boolean {
     if (count === null) {
       this.#ended = true;
       return false;
