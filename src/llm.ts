@@ -270,13 +270,26 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       });
       if (callerSignal) followAbort(callerSignal, controller);
       const started = performance.now();
+      const { signal } = controller;
       try {
-        const raw = await postJson(
-          endpoint,
-          requestBody(messages),
-          controller.signal,
-        );
-        return replyFrom(raw, Math.round(performance.now() - started), context);
+        const body = requestBody(messages);
+        // The pool is awaited here, not through a helper: every async function a call awaits
+        // through is kept for the whole wait, and at concurrency 1,024 scavenges copy them all.
+        let reply: RawReply;
+        if (endpoint.pool) {
+          try {
+            const response = await endpoint.pool.post(
+              endpoint.path,
+              endpoint.headers,
+              body,
+              signal,
+            );
+            reply = { status: response.status, headers: response.headers, text: response.body };
+          } catch (error) {
+            throw pooledFailure(error, signal);
+          }
+        } else reply = await sendFetch(endpoint, body, signal);
+        return replyFrom(jsonOf(reply), Math.round(performance.now() - started), context);
       } catch (error) {
         if (callerSignal?.aborted) throw abortedError();
         if (timedOut) throw timeoutError(context);
@@ -421,21 +434,13 @@ interface RawReply {
 }
 
 /**
- * Posts `body` and returns the parsed JSON reply (the text when the reply is not typed JSON).
- * Failures are thrown as the SDK would throw them, so {@linkcode classify} treats both
- * transports alike: no response -> `APIConnectionError` (`APIConnectionTimeoutError` when the
- * cause says it timed out); an HTTP error -> `APIError.generate`'s class for the status, with
- * the body's `error`; a body cut short -> a `TypeError`; JSON that does not parse ->
- * `SyntaxError`.
+ * The parsed JSON of a reply (its text when it is not typed JSON). Failures are thrown as the SDK
+ * would throw them, so {@linkcode classify} treats both transports alike: an HTTP error ->
+ * `APIError.generate`'s class for the status, with the body's `error`; JSON that does not parse
+ * -> `SyntaxError`. (No response -> `APIConnectionError`, `APIConnectionTimeoutError` when the
+ * cause says it timed out; a body cut short -> a `TypeError`: thrown by the transports.)
  */
-async function postJson(
-  endpoint: Endpoint,
-  body: Uint8Array<ArrayBuffer>,
-  signal: AbortSignal,
-): Promise<unknown> {
-  const reply = endpoint.pool
-    ? await sendPooled(endpoint.pool, endpoint, body, signal)
-    : await sendFetch(endpoint, body, signal);
+function jsonOf(reply: RawReply): unknown {
   if (reply.status < 200 || reply.status > 299) {
     // As the SDK does: the parsed body when it is JSON (its `error` field is read), else the text.
     const json = parseOrUndefined(reply.text);
@@ -481,20 +486,11 @@ async function sendFetch(
   return { status: response.status, headers: response.headers, text: await response.text() };
 }
 
-async function sendPooled(
-  pool: Http1Pool,
-  endpoint: Endpoint,
-  body: Uint8Array<ArrayBuffer>,
-  signal: AbortSignal,
-): Promise<RawReply> {
-  try {
-    const response = await pool.post(endpoint.path, endpoint.headers, body, signal);
-    return { status: response.status, headers: response.headers, text: response.body };
-  } catch (error) {
-    // A response that started and broke is a cut body, as with fetch.
-    if (error instanceof HttpResponseError && !signal.aborted) throw error;
-    throw connectionFailure(error, signal);
-  }
+/** What a failed pooled request is, as `fetch` would have failed it. */
+function pooledFailure(error: unknown, signal: AbortSignal): Error {
+  // A response that started and broke is a cut body, as with fetch.
+  if (error instanceof HttpResponseError && !signal.aborted) return error;
+  return connectionFailure(error, signal);
 }
 
 /** The SDK's error for a request that got no response. */
