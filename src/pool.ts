@@ -179,6 +179,15 @@ export const ADMIT_YIELD_MS = 4;
 /** A counting semaphore: `run` waits for a free slot, so at most `size` calls run at once. */
 export interface Limiter {
   run<T>(task: () => Promise<T>): Promise<T>;
+  /**
+   * Takes a slot: `undefined` when one was free, else a promise that resolves once one is handed
+   * over. Every slot taken must be given back with {@linkcode Limiter.release}. For a hot path
+   * that should not await through `run`'s extra async functions, which are kept for the task's
+   * whole life.
+   */
+  acquire(): Promise<void> | undefined;
+  /** Gives back a slot taken with {@linkcode Limiter.acquire}, to the first waiter if any. */
+  release(): void;
   /** Tasks running now. */
   readonly active: number;
   /** Tasks waiting for a slot. */
@@ -237,18 +246,32 @@ export function createLimiter(size: number): Limiter {
       return new Promise<void>((resolve) => watchers.push({ below: count, resolve }));
     },
     async run<T>(task: () => Promise<T>): Promise<T> {
-      if (active >= size) await new Promise<void>((resolve) => waiters.push(resolve));
-      else active++;
+      const wait = acquire();
+      if (wait) await wait;
       try {
         return await task();
       } finally {
-        // Hand the slot straight to the next waiter so `active` never dips and lets a newcomer jump the queue.
-        const next = waiters.shift();
-        if (next) {
-          next();
-          served();
-        } else active--;
+        release();
       }
     },
+    acquire,
+    release,
   };
+
+  function acquire(): Promise<void> | undefined {
+    if (active < size) {
+      active++;
+      return undefined;
+    }
+    return new Promise<void>((resolve) => waiters.push(resolve));
+  }
+
+  function release(): void {
+    // Hand the slot straight to the next waiter so `active` never dips and lets a newcomer jump the queue.
+    const next = waiters.shift();
+    if (next) {
+      next();
+      served();
+    } else active--;
+  }
 }

@@ -68,6 +68,26 @@ Deno.test("createLimiter() serves waiters in order and bounds concurrency", asyn
   assert.equal(limiter.waiting, 0);
 });
 
+Deno.test("createLimiter() acquire() takes a free slot at once and hands released ones over in order", async () => {
+  const limiter = createLimiter(1);
+  assert.equal(limiter.acquire(), undefined);
+  const order: string[] = [];
+  const second = limiter.acquire()!.then(() => order.push("second"));
+  const third = limiter.acquire()!.then(() => order.push("third"));
+  assert.equal(limiter.waiting, 2);
+  limiter.release();
+  await second;
+  assert.deepEqual(order, ["second"]);
+  assert.equal(limiter.active, 1);
+  limiter.release();
+  await third;
+  limiter.release();
+  assert.deepEqual(order, ["second", "third"]);
+  assert.equal(limiter.active, 0);
+  assert.equal(limiter.acquire(), undefined);
+  limiter.release();
+});
+
 Deno.test("createLimiter() frees the slot when a task throws", async () => {
   const limiter = createLimiter(1);
   await assert.rejects(() => limiter.run(() => Promise.reject(new Error("boom"))));
