@@ -91,7 +91,7 @@ export type ThoughtWriter = (
 export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWriter {
   const sleep = options.sleep ?? abortableSleep;
   const limit = { maxThoughtTokens: options.maxThoughtTokens };
-  const inFlight = new Map<string, Promise<ThoughtOutcome>>();
+  const inFlight = new Map<string, Running>();
   const keyOf = createCacheKeyer({
     model: options.model,
     temperature: options.temperature,
@@ -105,97 +105,140 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     key: string,
     turnIndex: number,
     context: WriteContext,
+    running: Running,
   ): Promise<ThoughtOutcome> {
-    const { line, signal } = context;
-    let lastReason = "no attempt made";
-    for (let attempt = 0; attempt <= options.retries; attempt++) {
-      signal?.throwIfAborted();
-      let reply: ChatReply | null = null;
-      let result: ThoughtOutcome | null = null;
-      let retryAfterMs: number | undefined;
-      let transient = true;
-      try {
-        ({ reply, result } = await options.limiter.run(async () => {
-          const reply = await options.client.complete(messages, { signal });
-          // Most replies are too short to break the limit: those never load the tokenizer.
-          const tokenizer = thoughtMayNeedTokenCount(reply, limit)
-            ? await loadTokenizer()
-            : undefined;
-          const result = extractThought(reply, { ...limit, tokenizer });
-          // Stored before the slot is freed: a crash re-pays at most the calls in flight.
-          if (result.ok) await options.cache.put(key, result.thought);
-          return { reply, result };
-        }));
-      } catch (error) {
-        if (!(error instanceof LlmError)) throw error;
-        if (error.kind === "aborted") throw signal?.reason ?? error;
-        if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
-        const result: ThoughtOutcome = {
-          ok: false,
-          reason: error.kind === "transient"
-            ? `upstream unavailable: ${error.message}`
-            : `upstream rejected the request: ${error.message}`,
-        };
-        const failure = error.status
-          ? `upstream ${error.status}`
-          : "upstream unreachable or bad reply";
-        options.events?.onCall?.({
-          line,
-          turnIndex,
-          attempt,
-          messages,
-          reply: null,
-          result,
-          failure,
-        });
-        if (error.kind === "rejected") return result;
-        lastReason = result.reason;
-        retryAfterMs = error.retryAfterMs;
+    try {
+      const { line, signal } = context;
+      let lastReason = "no attempt made";
+      for (let attempt = 0; attempt <= options.retries; attempt++) {
+        signal?.throwIfAborted();
+        let reply: ChatReply | null = null;
+        let result: ThoughtOutcome | null = null;
+        let retryAfterMs: number | undefined;
+        let transient = true;
+        try {
+          // Not `limiter.run(task)`: its two async functions would be kept for the call's whole
+          // wait, and at concurrency 1,024 every scavenge copies what calls keep.
+          const wait = options.limiter.acquire();
+          if (wait) await wait;
+          try {
+            reply = await options.client.complete(messages, { signal });
+            // Most replies are too short to break the limit: those never load the tokenizer.
+            const tokenizer = thoughtMayNeedTokenCount(reply, limit)
+              ? await loadTokenizer()
+              : undefined;
+            result = extractThought(reply, { ...limit, tokenizer });
+            // Stored before the slot is freed: a crash re-pays at most the calls in flight.
+            if (result.ok) await options.cache.put(key, result.thought);
+          } finally {
+            options.limiter.release();
+          }
+        } catch (error) {
+          if (!(error instanceof LlmError)) throw error;
+          if (error.kind === "aborted") throw signal?.reason ?? error;
+          if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
+          const result: ThoughtOutcome = {
+            ok: false,
+            reason: error.kind === "transient"
+              ? `upstream unavailable: ${error.message}`
+              : `upstream rejected the request: ${error.message}`,
+          };
+          const failure = error.status
+            ? `upstream ${error.status}`
+            : "upstream unreachable or bad reply";
+          options.events?.onCall?.({
+            line,
+            turnIndex,
+            attempt,
+            messages,
+            reply: null,
+            result,
+            failure,
+          });
+          if (error.kind === "rejected") return result;
+          lastReason = result.reason;
+          retryAfterMs = error.retryAfterMs;
+        }
+        if (reply && result) {
+          const failure = result.ok ? null : result.reason.split(":")[0];
+          options.events?.onCall?.({ line, turnIndex, attempt, messages, reply, result, failure });
+          if (result.ok) return result;
+          lastReason = `no valid thought: ${result.reason}`;
+          transient = false;
+        }
+        if (attempt === options.retries) break;
+        const delayMs = transient
+          ? retryDelay(attempt + 1, { retryAfterMs, baseMs: options.retryBaseMs ?? 1000 })
+          : 0;
+        options.events?.onRetry?.({ reason: lastReason, delayMs, attempt: attempt + 1, transient });
+        if (delayMs > 0) await sleep(delayMs, signal);
       }
-      if (reply && result) {
-        const failure = result.ok ? null : result.reason.split(":")[0];
-        options.events?.onCall?.({ line, turnIndex, attempt, messages, reply, result, failure });
-        if (result.ok) return result;
-        lastReason = `no valid thought: ${result.reason}`;
-        transient = false;
-      }
-      if (attempt === options.retries) break;
-      const delayMs = transient
-        ? retryDelay(attempt + 1, { retryAfterMs, baseMs: options.retryBaseMs ?? 1000 })
-        : 0;
-      options.events?.onRetry?.({ reason: lastReason, delayMs, attempt: attempt + 1, transient });
-      if (delayMs > 0) await sleep(delayMs, signal);
+      const tries = options.retries + 1;
+      return {
+        ok: false,
+        reason: `${lastReason} (after ${tries} attempt${tries === 1 ? "" : "s"})`,
+      };
+    } finally {
+      // A later asker may have started its own after this one failed: that one stays.
+      if (inFlight.get(key) === running) inFlight.delete(key);
     }
-    const tries = options.retries + 1;
-    return { ok: false, reason: `${lastReason} (after ${tries} attempt${tries === 1 ? "" : "s"})` };
   }
 
-  return async function writeThought(request, context) {
-    const messages = renderMessages(options.template, request);
-    const key = keyOf(messages);
-    const cached = options.cache.get(key);
+  // Not an async function: the call path awaits through as few as it can, since each one a call
+  // awaits through is kept for its whole wait and every scavenge at concurrency 1,024 copies it.
+  return function writeThought(request, context) {
+    let messages: ChatMessage[];
+    let key: string;
+    let cached: string | undefined;
+    try {
+      messages = renderMessages(options.template, request);
+      key = keyOf(messages);
+      cached = options.cache.get(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (cached !== undefined) {
       options.events?.onCacheHit?.();
-      return { ok: true, thought: cached };
+      return Promise.resolve({ ok: true, thought: cached });
     }
     const running = inFlight.get(key);
-    if (running) {
-      options.events?.onDedupe?.();
-      try {
-        return await running;
-      } catch (error) {
-        // The first asker went away (a server client disconnected); this one still wants it.
-        if (context.signal?.aborted || error instanceof UpstreamFatalError) throw error;
-      }
-    }
-    const work = attemptAll(messages, key, request.turnIndex, context);
-    inFlight.set(key, work);
-    try {
-      return await work;
-    } finally {
-      inFlight.delete(key);
-    }
+    if (running) return shareRunning(running, messages, key, request.turnIndex, context);
+    return start(messages, key, request.turnIndex, context);
   };
+
+  function start(
+    messages: ChatMessage[],
+    key: string,
+    turnIndex: number,
+    context: WriteContext,
+  ): Promise<ThoughtOutcome> {
+    const running: Running = { work: null };
+    // Registered first: attemptAll may settle before it returns (an aborted signal).
+    inFlight.set(key, running);
+    return running.work = attemptAll(messages, key, turnIndex, context, running);
+  }
+
+  async function shareRunning(
+    running: Running,
+    messages: ChatMessage[],
+    key: string,
+    turnIndex: number,
+    context: WriteContext,
+  ): Promise<ThoughtOutcome> {
+    options.events?.onDedupe?.();
+    try {
+      return await running.work!;
+    } catch (error) {
+      // The first asker went away (a server client disconnected); this one still wants it.
+      if (context.signal?.aborted || error instanceof UpstreamFatalError) throw error;
+    }
+    return await start(messages, key, turnIndex, context);
+  }
+}
+
+/** An identical request being generated, shared by the turns that ask for it meanwhile. */
+interface Running {
+  work: Promise<ThoughtOutcome> | null;
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -56,3 +56,81 @@ Deno.test("createThoughtWriter() accepts a short thought", async () => {
     thought: "Scattering favours short wavelengths.",
   });
 });
+
+/** A client whose calls wait until released, answering with the number of the call. */
+function gated() {
+  let calls = 0;
+  const pending: (() => void)[] = [];
+  const client: ChatClient = {
+    complete(_messages, options) {
+      const n = ++calls;
+      return new Promise((resolve, reject) => {
+        options?.signal?.addEventListener("abort", () => reject(options.signal!.reason));
+        pending.push(() =>
+          resolve({
+            content: `<thought_process>\nThought from call ${n}.\n</thought_process>`,
+            finishReason: "stop",
+            usage: { inputTokens: 1, outputTokens: 1, estimated: false },
+            latencyMs: 1,
+            raw: null,
+          })
+        );
+      });
+    },
+    close() {},
+    [Symbol.dispose]() {},
+  };
+  const releaseAll = () => pending.splice(0).forEach((release) => release());
+  return { client, releaseAll, calls: () => calls };
+}
+
+async function gatedWriter() {
+  const gate = gated();
+  let dedupes = 0;
+  const writeThought = createThoughtWriter({
+    template: await loadPrompt(),
+    promptId: "test",
+    client: gate.client,
+    model: "m",
+    retries: 0,
+    limiter: createLimiter(4),
+    cache: memoryCache(),
+    events: { onDedupe: () => dedupes++ },
+  });
+  return { writeThought, gate, dedupes: () => dedupes };
+}
+
+Deno.test("createThoughtWriter() makes one call for identical turns asked while it runs", async () => {
+  const { writeThought, gate, dedupes } = await gatedWriter();
+  const first = writeThought(REQUEST, { line: 1 });
+  const second = writeThought(REQUEST, { line: 2 });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  gate.releaseAll();
+  const expected = { ok: true, thought: "Thought from call 1." };
+  assert.deepEqual(await first, expected);
+  assert.deepEqual(await second, expected);
+  assert.equal(gate.calls(), 1);
+  assert.equal(dedupes(), 1);
+  // Finished, it is served from the cache: no call, no dedupe.
+  assert.deepEqual(await writeThought(REQUEST, { line: 3 }), expected);
+  assert.equal(gate.calls(), 1);
+});
+
+Deno.test("createThoughtWriter() still answers a turn whose identical twin's asker went away", async () => {
+  const { writeThought, gate } = await gatedWriter();
+  const leaving = new AbortController();
+  const first = writeThought(REQUEST, { line: 1, signal: leaving.signal });
+  const second = writeThought(REQUEST, { line: 2 });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  leaving.abort(new Error("client went away"));
+  await assert.rejects(first, /client went away/);
+  // The second asker starts its own call; a third joins that one, not the aborted one.
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  const third = writeThought(REQUEST, { line: 3 });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  gate.releaseAll();
+  const expected = { ok: true, thought: "Thought from call 2." };
+  assert.deepEqual(await second, expected);
+  assert.deepEqual(await third, expected);
+  assert.equal(gate.calls(), 2);
+});
