@@ -150,11 +150,11 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     options.onKeptThought?.(line.line);
   }
 
-  const results = await Promise.all(
-    requests.map((request) =>
-      options.writeThought(request, { line: line.line, signal: options.signal })
-    ),
-  );
+  const context = { line: line.line, signal: options.signal };
+  // Most records ask for one thought: awaited alone, it keeps no Promise.all state while it waits.
+  const results = requests.length === 1
+    ? [await options.writeThought(requests[0], context)]
+    : await Promise.all(requests.map((request) => options.writeThought(request, context)));
   const thoughts = new Map<number, string>();
   for (let i = 0; i < results.length; i++) {
     const result = results[i];
