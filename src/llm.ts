@@ -278,13 +278,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         let reply: RawReply;
         if (endpoint.pool) {
           try {
-            const response = await endpoint.pool.post(
-              endpoint.path,
-              endpoint.headers,
-              body,
-              signal,
-            );
-            reply = { status: response.status, headers: response.headers, text: response.body };
+            reply = await endpoint.pool.post(endpoint.path, endpoint.headers, body, signal);
           } catch (error) {
             throw pooledFailure(error, signal);
           }
@@ -426,11 +420,14 @@ interface Endpoint {
   readonly pool?: Http1Pool;
 }
 
-/** A whole HTTP reply, however it travelled. */
+/** A whole HTTP reply, however it travelled (the pool's `Http1Response` as is). */
 interface RawReply {
   readonly status: number;
+  /** One header's value, or `null`; the pool answers it without building `headers`. */
+  header(name: string): string | null;
+  /** Every header, for the SDK's error classes. */
   readonly headers: Headers;
-  readonly text: string;
+  readonly body: string;
 }
 
 /**
@@ -443,18 +440,18 @@ interface RawReply {
 function jsonOf(reply: RawReply): unknown {
   if (reply.status < 200 || reply.status > 299) {
     // As the SDK does: the parsed body when it is JSON (its `error` field is read), else the text.
-    const json = parseOrUndefined(reply.text);
+    const json = parseOrUndefined(reply.body);
     throw APIError.generate(
       reply.status,
       typeof json === "object" && json !== null ? json : undefined,
-      json ? undefined : reply.text,
+      json ? undefined : reply.body,
       reply.headers,
     );
   }
-  const mediaType = reply.headers.get("content-type")?.split(";")[0].trim() ?? "";
-  if (!mediaType.includes("application/json") && !mediaType.endsWith("+json")) return reply.text;
-  if (reply.text === "" && reply.headers.get("content-length") === "0") return undefined;
-  return JSON.parse(reply.text);
+  const mediaType = reply.header("content-type")?.split(";")[0].trim() ?? "";
+  if (!mediaType.includes("application/json") && !mediaType.endsWith("+json")) return reply.body;
+  if (reply.body === "" && reply.header("content-length") === "0") return undefined;
+  return JSON.parse(reply.body);
 }
 
 async function sendFetch(
@@ -473,17 +470,19 @@ async function sendFetch(
   } catch (error) {
     throw connectionFailure(error, signal);
   }
+  const { status, headers } = response;
+  const header = (name: string) => headers.get(name);
   if (!response.ok) {
-    const text = await response.text().catch((error) =>
+    const body = await response.text().catch((error) =>
       error instanceof Error ? error.message : String(error)
     );
-    return { status: response.status, headers: response.headers, text };
+    return { status, header, headers, body };
   }
-  if (response.headers.get("content-length") === "0") {
+  if (headers.get("content-length") === "0") {
     await response.body?.cancel();
-    return { status: response.status, headers: response.headers, text: "" };
+    return { status, header, headers, body: "" };
   }
-  return { status: response.status, headers: response.headers, text: await response.text() };
+  return { status, header, headers, body: await response.text() };
 }
 
 /** What a failed pooled request is, as `fetch` would have failed it. */

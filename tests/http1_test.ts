@@ -315,3 +315,30 @@ Deno.test("createHttp1Pool() reaches a server on ::1 only through localhost", as
   await served;
   listener.close();
 });
+
+Deno.test("createHttp1Pool() gives header fields case-insensitively, repeated ones joined as Headers does", async () => {
+  await using server = rawServer(() => ({
+    bytes: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Seen:  a \r\n" +
+      "x-seen: b\r\ncontent-length: 2\r\n\r\n{}",
+  }));
+  using pool = createHttp1Pool(server.url);
+  const response = await pool.post("/", HEADERS, "{}");
+  assert.equal(response.header("content-type"), "application/json");
+  assert.equal(response.header("X-SEEN"), "a, b");
+  assert.equal(response.header("retry-after"), null);
+  assert.deepEqual([...response.headers], [
+    ["content-length", "2"],
+    ["content-type", "application/json"],
+    ["x-seen", "a, b"],
+  ]);
+});
+
+Deno.test("createHttp1Pool() refuses a header field name that Headers would refuse", async () => {
+  await using server = rawServer(() => ({
+    bytes: "HTTP/1.1 200 OK\r\nbad name: x\r\ncontent-length: 2\r\n\r\n{}",
+  }));
+  using pool = createHttp1Pool(server.url);
+  const error = await pool.post("/", HEADERS, "{}").then(() => null, (error) => error);
+  assert.ok(error instanceof HttpResponseError);
+  assert.match(error.message, /bad header "bad name: x"/);
+});
