@@ -219,7 +219,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     if (outcome.kind === "record") {
       meter.addRecord("written");
       if (isArray) await out.write((written > 0 ? ",\n" : "") + outcome.json);
-      else await out.write(outcome.json + "\n");
+      else await out.write(outcome.json, "\n");
       written++;
       return;
     }
@@ -247,8 +247,8 @@ function nullSink(): TextSink {
 
 function stderrSink(env: RunEnvironment): TextSink {
   return {
-    write(text) {
-      env.stderr(text);
+    write(text, end) {
+      env.stderr(end === undefined ? text : text + end);
       return Promise.resolve();
     },
     commit: () => Promise.resolve(),

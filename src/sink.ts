@@ -11,8 +11,12 @@ import { dirname } from "node:path";
 
 /** A text sink that batches small writes into large ones. */
 export interface TextSink {
-  /** Queues text; resolves once the buffer is below its limit (backpressure). */
-  write(text: string): Promise<void>;
+  /**
+   * Queues `text`, then `end` if given (a record and its line feed are written without building
+   * the joined string, a copy of the record); resolves once the buffer is below its limit
+   * (backpressure).
+   */
+  write(text: string, end?: string): Promise<void>;
   /** Flushes and finishes; for a file sink, renames it into place. */
   commit(): Promise<void>;
   /** Drops what was written (removes the temporary file). */
@@ -52,17 +56,18 @@ function bufferedSink(
     spare.push(full);
   }
   return {
-    async write(text) {
+    async write(text, end = "") {
       // At most 3 bytes per UTF-16 code unit.
-      const room = text.length * 3;
+      const room = (text.length + end.length) * 3;
       if (room > BUFFER_BYTES) {
         await flush();
-        await writer.write(encoder.encode(text));
+        await writer.write(encoder.encode(text + end));
         return;
       }
       if (buffer !== null && room > buffer.length - used) await flush();
       buffer ??= spare.pop() ?? new Uint8Array(BUFFER_BYTES);
       used += encoder.encodeInto(text, buffer.subarray(used)).written;
+      if (end !== "") used += encoder.encodeInto(end, buffer.subarray(used)).written;
       if (used >= FLUSH_BYTES) await flush();
     },
     async commit() {
@@ -134,7 +139,7 @@ export async function openAtomicFile(path: string): Promise<TextSink> {
 export function streamSink(stream: WritableStream<Uint8Array>): TextSink {
   const writer = stream.getWriter();
   return {
-    write: (text) => writer.write(encoder.encode(text)),
+    write: (text, end) => writer.write(encoder.encode(end === undefined ? text : text + end)),
     commit() {
       writer.releaseLock();
       return Promise.resolve();
