@@ -138,10 +138,12 @@ export function mapOrdered<I, O>(
 
 /**
  * A {@linkcode MapOrderedOptions.ready} hook for items that run their calls through `limiter`:
- * it holds the next item back while a quarter of the limiter's `size` (at least 32) calls already
+ * it holds the next item back while an eighth of the limiter's `size` (at least 64) calls already
  * wait for a slot. An item started beyond that would only wait too, holding its parsed record
- * and rendered prompt; items sleeping out a retry backoff or answered from the cache wait for no
- * slot, so they never hold the stream back.
+ * and rendered prompt, which every scavenge then copies; items sleeping out a retry backoff or
+ * answered from the cache wait for no slot, so they never hold the stream back. At concurrency
+ * 1,024 with a 200 ms endpoint, 128 waiting calls instead of 256 gave 2.5% more conversations a
+ * second (median of 10 paired runs, 9 faster) for 4% less CPU; 48 had given 5% fewer.
  *
  * While calls run and none waits for a slot (a run's start, when slots are free), it also yields
  * to the event loop (a 0 ms timer) once items have been let through back to back for
@@ -161,7 +163,7 @@ export function whileQueueShort(
   limiter: Pick<Limiter, "queueBelow" | "waiting" | "active">,
   size: number,
 ): () => Promise<void> | undefined {
-  const lookahead = Math.max(32, Math.ceil(size / 4));
+  const lookahead = Math.max(64, Math.ceil(size / 8));
   let busySince = performance.now();
   const rested = () => void (busySince = performance.now());
   return () => {

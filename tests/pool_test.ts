@@ -171,8 +171,8 @@ Deno.test("mapOrdered() errors instead of hanging when the mapping rejects durin
   await assert.rejects(Array.fromAsync(out), /boom/);
 });
 
-Deno.test("whileQueueShort() holds items back once a quarter of the size (at least 32) waits", async () => {
-  for (const [size, lookahead] of [[200, 50], [8, 32]]) {
+Deno.test("whileQueueShort() holds items back once an eighth of the size (at least 64) waits", async () => {
+  for (const [size, lookahead] of [[1024, 128], [8, 64]]) {
     const limiter = createLimiter(size);
     const ready = whileQueueShort(limiter, size);
     const gate = Promise.withResolvers<void>();
