@@ -184,8 +184,8 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     }
   }
 
-  // Not an async function: the call path awaits through as few as it can, since each one a call
-  // awaits through is kept for its whole wait and every scavenge at concurrency 1,024 copies it.
+  // Not async: every async function a call awaits through is kept alive for the call's whole wait,
+  // and at concurrency 1,024 every scavenge copies what the calls in flight keep.
   return function writeThought(request, context) {
     let messages: ChatMessage[];
     let key: string;
