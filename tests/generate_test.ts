@@ -1,40 +1,56 @@
 import assert from "node:assert/strict";
 import { memoryCache } from "../src/cache.ts";
-import { createThoughtWriter } from "../src/generate.ts";
-import type { ChatClient } from "../src/llm.ts";
+import {
+  createThoughtWriter,
+  type ThoughtWriter,
+  type ThoughtWriterOptions,
+} from "../src/generate.ts";
+import type { ChatClient, ChatReply } from "../src/llm.ts";
 import { createLimiter } from "../src/pool.ts";
 import { loadPrompt } from "../src/prompt.ts";
 import { singleTurnRequest } from "./cli_helpers.ts";
 
+/** A successful reply carrying `content`. */
+function replyOf(content: string): ChatReply {
+  return {
+    content,
+    finishReason: "stop",
+    usage: { inputTokens: 1, outputTokens: 1, estimated: false },
+    latencyMs: 1,
+    raw: null,
+  };
+}
+
 /** A client that always replies with `content`. */
 function replying(content: string): ChatClient {
   return {
-    complete: () =>
-      Promise.resolve({
-        content,
-        finishReason: "stop",
-        usage: { inputTokens: 1, outputTokens: 1, estimated: false },
-        latencyMs: 1,
-        raw: null,
-      }),
+    complete: () => Promise.resolve(replyOf(content)),
     close() {},
     [Symbol.dispose]() {},
   };
 }
 
-const REQUEST = singleTurnRequest("Why is the sky blue?", "Rayleigh scattering.");
-
-async function writeWith(content: string, maxThoughtTokens: number) {
-  const writeThought = createThoughtWriter({
+/** A thought writer over `client` with the default prompt, no retries and an in-memory cache. */
+async function writerFor(
+  client: ChatClient,
+  options: Partial<ThoughtWriterOptions> = {},
+): Promise<ThoughtWriter> {
+  return createThoughtWriter({
     template: await loadPrompt(),
     promptId: "test",
-    client: replying(content),
+    client,
     model: "m",
-    maxThoughtTokens,
     retries: 0,
     limiter: createLimiter(1),
     cache: memoryCache(),
+    ...options,
   });
+}
+
+const REQUEST = singleTurnRequest("Why is the sky blue?", "Rayleigh scattering.");
+
+async function writeWith(content: string, maxThoughtTokens: number) {
+  const writeThought = await writerFor(replying(content), { maxThoughtTokens });
   return await writeThought(REQUEST, { line: 1 });
 }
 
@@ -67,13 +83,7 @@ function gated() {
       return new Promise((resolve, reject) => {
         options?.signal?.addEventListener("abort", () => reject(options.signal!.reason));
         pending.push(() =>
-          resolve({
-            content: `<thought_process>\nThought from call ${n}.\n</thought_process>`,
-            finishReason: "stop",
-            usage: { inputTokens: 1, outputTokens: 1, estimated: false },
-            latencyMs: 1,
-            raw: null,
-          })
+          resolve(replyOf(`<thought_process>\nThought from call ${n}.\n</thought_process>`))
         );
       });
     },
@@ -87,14 +97,8 @@ function gated() {
 async function gatedWriter() {
   const gate = gated();
   let dedupes = 0;
-  const writeThought = createThoughtWriter({
-    template: await loadPrompt(),
-    promptId: "test",
-    client: gate.client,
-    model: "m",
-    retries: 0,
+  const writeThought = await writerFor(gate.client, {
     limiter: createLimiter(4),
-    cache: memoryCache(),
     events: { onDedupe: () => dedupes++ },
   });
   return { writeThought, gate, dedupes: () => dedupes };
