@@ -231,8 +231,8 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
         line: outcome.line,
         reason: outcome.reason,
         raw: outcome.raw,
-      }) +
-        "\n",
+      }),
+      "\n",
     );
   }
 }
