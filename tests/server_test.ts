@@ -473,7 +473,11 @@ Deno.test("POST /v1/rephrase notices a client that leaves mid-upload once its ca
   );
   const spent = fake.stats.requests;
   assert.ok(spent <= 12, `${spent} calls for 4 in flight`);
-  assert.ok(fake.stats.aborted > 0);
+  // The 4 in flight run to the end, and so may the 4 started when they end (the first write to
+  // the closed connection can succeed); those started after are cut. Some are cut before the
+  // fake has counted them (seen under load: 8 made, 0 aborted), so counting aborts was racy.
+  const completed = spent - fake.stats.aborted;
+  assert.ok(completed <= 8, `${completed} calls ran to the end, ${spent} made`);
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(fake.stats.requests, spent, "nothing more is spent on it");
   assert.match(
