@@ -160,7 +160,7 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
         if (failure) throw failure.error;
       } finally {
         client.close();
-        await cache.close();
+        cache.close();
       }
     },
   };

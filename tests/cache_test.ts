@@ -8,7 +8,6 @@ import {
   memoryCache,
   openCache,
 } from "../src/cache.ts";
-import { logLine, pendingLogPath, pendingLogPaths } from "../src/cache_fold.ts";
 
 const base: CacheKeyParts = {
   model: "gpt-4o-mini",
@@ -126,8 +125,8 @@ Deno.test("openCache() round-trips thoughts and counts entries", async () => {
     cache.put("a", "replaced");
     assert.equal(cache.get("a"), "replaced");
     assert.equal(cache.size, 2);
-    await cache.close();
-    await cache.close();
+    cache.close();
+    cache.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -139,12 +138,11 @@ Deno.test("openCache() keeps entries across reopen", async () => {
     const path = `${dir}/cache.sqlite`;
     const first = openCache(path);
     first.put("k", "persisted");
-    await first.close();
+    first.close();
     const second = openCache(path);
     assert.equal(second.get("k"), "persisted");
     assert.equal(second.size, 1);
-    await second.close();
-    assert.deepEqual(pendingLogPaths(path), []);
+    second.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -155,79 +153,38 @@ Deno.test("openCache() keeps a put when the process is killed right after it", a
   try {
     const path = `${dir}/cache.sqlite`;
     const script = `${dir}/put.ts`;
-    // Killed by itself as soon as the put resolves: the fold worker (every 100 ms) never ran.
     await Deno.writeTextFile(
       script,
       `import { openCache } from ${JSON.stringify(import.meta.resolve("../src/cache.ts"))};
 const cache = openCache(Deno.args[0]);
 await cache.put("key", "survives kill -9");
-Deno.kill(Deno.pid, "SIGKILL");
+console.log("ok");
+setInterval(() => {}, 60_000);
 `,
     );
-    const status = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", "--allow-read", "--allow-write", "--allow-run", script, path],
-      stdout: "null",
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--allow-read", "--allow-write", script, path],
+      stdout: "piped",
       stderr: "null",
-    }).output();
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("ok")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    child.kill("SIGKILL");
+    const status = await child.status;
+    await reader.cancel();
+    assert.equal(out.trim(), "ok");
     assert.equal(status.signal, "SIGKILL");
-    const logs = pendingLogPaths(path);
-    assert.equal(logs.length, 1);
-    assert.match(await Deno.readTextFile(logs[0]), /survives kill -9/);
+    // The row lives only in the WAL: the killed process never checkpointed or closed.
+    assert.ok((await Deno.stat(`${path}-wal`)).size > 0);
 
     const cache = openCache(path);
     assert.equal(cache.get("key"), "survives kill -9");
-    assert.deepEqual(pendingLogPaths(path), []);
-    await cache.close();
-    const other = new DatabaseSync(path);
-    assert.equal(
-      other.prepare("SELECT thought FROM thoughts WHERE key = 'key'").get()?.thought,
-      "survives kill -9",
-    );
-    other.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("openCache() folds a dead process's pending log, skipping its torn and foreign lines", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/cache.sqlite`;
-    await openCache(path).close();
-    const log = pendingLogPath(path, "dead");
-    await Deno.writeTextFile(
-      log,
-      logLine("a", "first\nthought") + "not json\n" + '["b", 2]\n' + logLine("a", "replaced") +
-        logLine("c", "ünïcödé 🧠") + '["d", "torn',
-    );
-    const cache = openCache(path);
-    assert.equal(cache.get("a"), "replaced");
-    assert.equal(cache.get("b"), undefined);
-    assert.equal(cache.get("c"), "ünïcödé 🧠");
-    assert.equal(cache.get("d"), undefined);
-    assert.equal(cache.size, 2);
-    assert.deepEqual(pendingLogPaths(path), []);
-    await cache.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("openCache() leaves the pending log of a live writer to it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/cache.sqlite`;
-    const writer = openCache(path);
-    await writer.put("k", "from the writer");
-    const [log] = pendingLogPaths(path);
-    assert.ok(log);
-    const reader = openCache(path);
-    // Still the writer's: not folded by the reader, not removed.
-    assert.deepEqual(pendingLogPaths(path), [log]);
-    await writer.close();
-    assert.deepEqual(pendingLogPaths(path), []);
-    assert.equal(reader.get("k"), "from the writer");
-    await reader.close();
+    cache.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -278,68 +235,37 @@ Deno.test("openCache() refuses a cache written with another schema version", asy
   }
 });
 
-Deno.test("openCache() folds puts into the table in the background, visible to other connections", async () => {
+Deno.test("openCache() commits the puts of one turn together, visible to other connections", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/cache.sqlite`;
     const cache = openCache(path);
     const other = new DatabaseSync(path);
     const count = () => Number(other.prepare("SELECT count(*) AS n FROM thoughts").get()?.n);
-    await Promise.all(Array.from({ length: 300 }, (_, i) => cache.put(`k${i}`, `t${i}`)));
-    // Written to the log, not folded yet, but this connection sees them at once.
+    const puts = Array.from({ length: 300 }, (_, i) => cache.put(`k${i}`, `t${i}`));
+    // Past 256 the first batch is already committed; the rest waits for the end of the turn.
+    assert.equal(count(), 256);
     assert.equal(cache.get("k299"), "t299");
-    assert.equal(cache.size, 300);
-    const started = Date.now();
-    while (count() < 300) {
-      assert.ok(Date.now() - started < 5000, `only ${count()} of 300 folded after 5 s`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.equal(cache.get("k0"), "t0");
-    assert.equal(cache.size, 300);
+    await Promise.all(puts);
+    assert.equal(count(), 300);
     other.close();
-    await cache.close();
+    cache.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("openCache() close() folds puts not yet folded and removes its log", async () => {
+Deno.test("openCache() close() commits puts not yet committed", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/cache.sqlite`;
     const first = openCache(path);
     const put = first.put("k", "committed by close");
-    await first.close();
+    first.close();
     await put;
-    assert.deepEqual(pendingLogPaths(path), []);
-    const other = new DatabaseSync(path);
-    assert.equal(other.prepare("SELECT count(*) AS n FROM thoughts").get()?.n, 1);
-    other.close();
     const second = openCache(path);
     assert.equal(second.get("k"), "committed by close");
-    await second.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("openCache() rotates its log and folds every segment in order", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/cache.sqlite`;
-    const cache = openCache(path);
-    // About 12 MB of thoughts: past one 8 MB segment. Later puts of a key replace earlier ones.
-    const thought = (i: number, round: number) => `${round}:${i}:${"x".repeat(4000)}`;
-    for (const round of [1, 2]) {
-      for (let i = 0; i < 1500; i++) await cache.put(`k${i}`, thought(i, round));
-    }
-    assert.ok(pendingLogPaths(path).length >= 1);
-    await cache.close();
-    assert.deepEqual(pendingLogPaths(path), []);
-    const reopened = openCache(path);
-    assert.equal(reopened.size, 1500);
-    for (const i of [0, 749, 1499]) assert.equal(reopened.get(`k${i}`), thought(i, 2));
-    await reopened.close();
+    second.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -375,7 +301,7 @@ Deno.test("memoryCache() drops the oldest entries past maxChars, keeping the new
   assert.throws(() => memoryCache({ maxChars: 1.5 }), RangeError);
 });
 
-Deno.test("memoryCache() round-trips thoughts and counts entries", async () => {
+Deno.test("memoryCache() round-trips thoughts and counts entries", () => {
   const cache = memoryCache();
   assert.equal(cache.get("k"), undefined);
   cache.put("k", "t1");
@@ -383,6 +309,6 @@ Deno.test("memoryCache() round-trips thoughts and counts entries", async () => {
   cache.put("j", "t3");
   assert.equal(cache.get("k"), "t2");
   assert.equal(cache.size, 2);
-  await cache.close();
+  cache.close();
   assert.equal(cache.size, 0);
 });
