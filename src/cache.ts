@@ -241,6 +241,9 @@ interface Batch {
   readonly timer: ReturnType<typeof setTimeout>;
 }
 
+const utf8 = new TextDecoder();
+const utf8Bytes = new TextEncoder();
+
 class SqliteCache implements ThoughtCache {
   readonly #db: DatabaseSync;
   readonly #select: StatementSync;
@@ -262,7 +265,8 @@ class SqliteCache implements ThoughtCache {
     const batch = this.#batch ?? this.#begin(false);
     const thought = this.#select.get(key)?.thought;
     if (++batch.size >= MAX_BATCH) this.#commit();
-    return typeof thought === "string" ? thought : undefined;
+    if (typeof thought === "string") return thought;
+    return thought instanceof Uint8Array ? utf8.decode(thought) : undefined;
   }
 
   put(key: string, thought: string): Promise<void> {
@@ -270,7 +274,9 @@ class SqliteCache implements ThoughtCache {
       // A read transaction is not upgraded: in WAL mode that fails if another process wrote.
       if (this.#batch?.writes === false) this.#commit();
       const batch = this.#batch ?? this.#begin(true);
-      this.#insert.run(key, thought);
+      // Bound as text, SQLite would keep it only up to a NUL: such a thought goes in as UTF-8
+      // bytes, a blob, which `get` decodes.
+      this.#insert.run(key, thought.includes("\0") ? utf8Bytes.encode(thought) : thought);
       if (++batch.size >= MAX_BATCH) this.#commit();
       return batch.committed.promise;
     } catch (error) {

@@ -132,6 +132,23 @@ Deno.test("openCache() round-trips thoughts and counts entries", async () => {
   }
 });
 
+Deno.test("openCache() returns a thought with a NUL character whole, after reopen too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const thought = "before\0after ünïcödé";
+    const first = openCache(path);
+    await first.put("k", thought);
+    assert.equal(first.get("k"), thought);
+    first.close();
+    const second = openCache(path);
+    assert.equal(second.get("k"), thought);
+    second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("openCache() keeps entries across reopen", async () => {
   const dir = await Deno.makeTempDir();
   try {
