@@ -13,6 +13,8 @@ import { createHash, type Hash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { INSERT_THOUGHT, recoverPendingLogs, storedThought } from "./cache_fold.ts";
+import { PendingLog } from "./cache_log.ts";
 import type { ChatMessage } from "./types.ts";
 
 /** Everything that determines one generation; the inputs of {@linkcode cacheKey}. */
@@ -161,12 +163,16 @@ function hashMessage(hash: Hash, message: ChatMessage): void {
  * Opens (creating if needed) a SQLite cache file, and its parent directory.
  *
  * Puts are group-committed: those made in one event-loop turn share a transaction (at most
- * 256), committed in WAL mode with `synchronous=NORMAL` at the end of that turn, when their
- * promises resolve. A transaction of its own cost each put about 80 µs and each get 15 µs,
- * several times the statement itself; grouped (gets too, in a read transaction), the cost is
- * shared. Once a put's promise resolves the row is in the WAL file, so a killed process (even
- * `kill -9`) keeps it; only a power loss or OS crash may drop the last few entries, which costs a
- * re-generation, not corruption. Several processes may share one file: writers wait up to 5 s for
+ * 256), committed in WAL mode with `synchronous=NORMAL` at the end of that turn. A transaction of
+ * its own cost each put about 80 µs and each get 15 µs, several times the statement itself;
+ * grouped (gets too, in a read transaction), the cost is shared. A put's promise resolves sooner,
+ * once it is in this process's pending log, a plain file beside the cache
+ * (`<file>-pending-<uuid>.log`, the puts queued before the next microtask in one write): from then
+ * on a killed process (even `kill -9`) keeps it, and the next open folds the logs that dead
+ * processes left. So a call's slot is freed without waiting for the turn's commit or a WAL
+ * checkpoint. Each commit empties the log, and `close()` removes it. Only a power loss or OS crash
+ * may drop the last few entries, which costs a re-generation, not corruption. Several processes
+ * may share one file: each sees the others' puts once committed, and writers wait up to 5 s for
  * the lock.
  *
  * Requires `--allow-read` and `--allow-write`.
@@ -200,6 +206,7 @@ export function openCache(path: string): ThoughtCache {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
     migrate(db, path);
+    recoverPendingLogs(db, path);
   } catch (error) {
     db?.close();
     if (error instanceof CacheError) throw error;
@@ -207,7 +214,7 @@ export function openCache(path: string): ThoughtCache {
       cause: error,
     });
   }
-  return new SqliteCache(db);
+  return new SqliteCache(db, path);
 }
 
 function migrate(db: DatabaseSync, path: string): void {
@@ -237,28 +244,27 @@ interface Batch {
   /** A read transaction takes no lock: other processes keep writing meanwhile. */
   readonly writes: boolean;
   size: number;
-  readonly committed: PromiseWithResolvers<void>;
   readonly timer: ReturnType<typeof setTimeout>;
 }
 
 const utf8 = new TextDecoder();
-const utf8Bytes = new TextEncoder();
 
 class SqliteCache implements ThoughtCache {
   readonly #db: DatabaseSync;
   readonly #select: StatementSync;
   readonly #insert: StatementSync;
   readonly #count: StatementSync;
+  readonly #log: PendingLog;
   #batch: Batch | null = null;
+  /** A failed commit: its rows stay in the log, and later puts are refused. */
+  #failure: Error | null = null;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, path: string) {
     this.#db = db;
     this.#select = db.prepare("SELECT thought FROM thoughts WHERE key = ?");
-    // created_at is Unix seconds from SQLite's clock, so no clock is read on this side.
-    this.#insert = db.prepare(
-      "INSERT OR REPLACE INTO thoughts (key, thought, created_at) VALUES (?, ?, unixepoch())",
-    );
+    this.#insert = db.prepare(INSERT_THOUGHT);
     this.#count = db.prepare("SELECT count(*) AS n FROM thoughts");
+    this.#log = new PendingLog(path);
   }
 
   get(key: string): string | undefined {
@@ -270,15 +276,16 @@ class SqliteCache implements ThoughtCache {
   }
 
   put(key: string, thought: string): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
     try {
       // A read transaction is not upgraded: in WAL mode that fails if another process wrote.
       if (this.#batch?.writes === false) this.#commit();
       const batch = this.#batch ?? this.#begin(true);
-      // Bound as text, SQLite would keep it only up to a NUL: such a thought goes in as UTF-8
-      // bytes, a blob, which `get` decodes.
-      this.#insert.run(key, thought.includes("\0") ? utf8Bytes.encode(thought) : thought);
+      this.#insert.run(key, storedThought(thought));
+      // Logged after the insert, so a commit only ever empties the log of rows it holds.
+      const logged = this.#log.append(key, thought);
       if (++batch.size >= MAX_BATCH) this.#commit();
-      return batch.committed.promise;
+      return logged;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -286,10 +293,7 @@ class SqliteCache implements ThoughtCache {
 
   #begin(writes: boolean): Batch {
     this.#db.exec(writes ? "BEGIN IMMEDIATE" : "BEGIN");
-    const committed = Promise.withResolvers<void>();
-    // Every put awaits it, but a failed commit must not also crash as an unhandled rejection.
-    committed.promise.catch(() => {});
-    const batch = { writes, size: 0, committed, timer: setTimeout(() => this.#commit(), 0) };
+    const batch = { writes, size: 0, timer: setTimeout(() => this.#commit(), 0) };
     this.#batch = batch;
     return batch;
   }
@@ -301,10 +305,10 @@ class SqliteCache implements ThoughtCache {
     clearTimeout(batch.timer);
     try {
       this.#db.exec("COMMIT");
-      batch.committed.resolve();
+      if (batch.writes) this.#log.clear();
     } catch (error) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-      batch.committed.reject(error);
+      if (batch.writes) this.#failure ??= error instanceof Error ? error : new Error(String(error));
     }
   }
 
@@ -316,7 +320,11 @@ class SqliteCache implements ThoughtCache {
   close(): void {
     if (!this.#db.isOpen) return;
     this.#commit();
-    this.#db.close();
+    try {
+      this.#log.close(this.#failure === null);
+    } finally {
+      this.#db.close();
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import {
   memoryCache,
   openCache,
 } from "../src/cache.ts";
+import { logLine, pendingLogPath, pendingLogPaths } from "../src/cache_fold.ts";
 
 const base: CacheKeyParts = {
   model: "gpt-4o-mini",
@@ -156,6 +157,8 @@ Deno.test("openCache() keeps entries across reopen", async () => {
     const first = openCache(path);
     first.put("k", "persisted");
     first.close();
+    // Everything is committed, so the pending log is gone.
+    assert.deepEqual(pendingLogPaths(path), []);
     const second = openCache(path);
     assert.equal(second.get("k"), "persisted");
     assert.equal(second.size, 1);
@@ -170,38 +173,77 @@ Deno.test("openCache() keeps a put when the process is killed right after it", a
   try {
     const path = `${dir}/cache.sqlite`;
     const script = `${dir}/put.ts`;
+    // Killed by itself as soon as the put resolves: before the end of the turn, so before the
+    // SQLite commit.
     await Deno.writeTextFile(
       script,
       `import { openCache } from ${JSON.stringify(import.meta.resolve("../src/cache.ts"))};
 const cache = openCache(Deno.args[0]);
 await cache.put("key", "survives kill -9");
-console.log("ok");
-setInterval(() => {}, 60_000);
+Deno.kill(Deno.pid, "SIGKILL");
 `,
     );
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", "--allow-read", "--allow-write", script, path],
-      stdout: "piped",
+    const status = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--allow-read", "--allow-write", "--allow-run", script, path],
+      stdout: "null",
       stderr: "null",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let out = "";
-    while (!out.includes("ok")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += value;
-    }
-    child.kill("SIGKILL");
-    const status = await child.status;
-    await reader.cancel();
-    assert.equal(out.trim(), "ok");
+    }).output();
     assert.equal(status.signal, "SIGKILL");
-    // The row lives only in the WAL: the killed process never checkpointed or closed.
-    assert.ok((await Deno.stat(`${path}-wal`)).size > 0);
+    // The row lives only in the pending log.
+    const other = new DatabaseSync(path);
+    assert.equal(other.prepare("SELECT count(*) AS n FROM thoughts").get()?.n, 0);
+    other.close();
+    const logs = pendingLogPaths(path);
+    assert.equal(logs.length, 1);
+    assert.match(await Deno.readTextFile(logs[0]), /survives kill -9/);
 
     const cache = openCache(path);
     assert.equal(cache.get("key"), "survives kill -9");
+    assert.deepEqual(pendingLogPaths(path), []);
     cache.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() folds a dead process's pending log, skipping its torn and foreign lines", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    openCache(path).close();
+    await Deno.writeTextFile(
+      pendingLogPath(path, "dead"),
+      logLine("a", "first\nthought") + "not json\n" + '["b", 2]\n' + logLine("a", "replaced") +
+        logLine("c", "ünïcödé 🧠\0") + '["d", "torn',
+    );
+    const cache = openCache(path);
+    assert.equal(cache.get("a"), "replaced");
+    assert.equal(cache.get("b"), undefined);
+    assert.equal(cache.get("c"), "ünïcödé 🧠\0");
+    assert.equal(cache.get("d"), undefined);
+    assert.equal(cache.size, 2);
+    assert.deepEqual(pendingLogPaths(path), []);
+    cache.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openCache() leaves the pending log of a live writer to it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const writer = openCache(path);
+    await writer.put("k", "from the writer");
+    const [log] = pendingLogPaths(path);
+    assert.ok(log);
+    const reader = openCache(path);
+    // Still the writer's: not folded by the reader, not removed.
+    assert.deepEqual(pendingLogPaths(path), [log]);
+    writer.close();
+    assert.deepEqual(pendingLogPaths(path), []);
+    assert.equal(reader.get("k"), "from the writer");
+    reader.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -252,7 +294,7 @@ Deno.test("openCache() refuses a cache written with another schema version", asy
   }
 });
 
-Deno.test("openCache() commits the puts of one turn together, visible to other connections", async () => {
+Deno.test("openCache() commits the puts of one turn together, visible to other connections at its end", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/cache.sqlite`;
@@ -263,7 +305,9 @@ Deno.test("openCache() commits the puts of one turn together, visible to other c
     // Past 256 the first batch is already committed; the rest waits for the end of the turn.
     assert.equal(count(), 256);
     assert.equal(cache.get("k299"), "t299");
+    // Durable once they resolve (in the pending log), committed when the turn ends.
     await Promise.all(puts);
+    await new Promise((resolve) => setTimeout(resolve, 0));
     assert.equal(count(), 300);
     other.close();
     cache.close();

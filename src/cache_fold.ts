@@ -1,0 +1,189 @@
+/**
+ * The thought cache's pending logs: the line format a process appends its new thoughts in (see
+ * `src/cache_log.ts`), and how the next process to open the cache folds the logs that a crashed
+ * one left into the SQLite table.
+ *
+ * Requires `--allow-read` and `--allow-write` on the cache's directory.
+ *
+ * @module
+ */
+
+import { readdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+
+/** The statement every fold uses: a newer thought for a key replaces the older one. */
+export const INSERT_THOUGHT =
+  "INSERT OR REPLACE INTO thoughts (key, thought, created_at) VALUES (?, ?, unixepoch())";
+
+const utf8 = new TextEncoder();
+
+/**
+ * What to bind for a thought. Bound as text, SQLite would keep it only up to a NUL: such a
+ * thought goes in as UTF-8 bytes, a blob, which the cache's `get` decodes.
+ *
+ * @param thought The thought.
+ * @returns The thought, or its UTF-8 bytes when it holds a NUL.
+ */
+export function storedThought(thought: string): string | Uint8Array {
+  return thought.includes("\0") ? utf8.encode(thought) : thought;
+}
+
+/** Pending logs sit beside the cache file, named after it. */
+const LOG_INFIX = "-pending-";
+const LOG_SUFFIX = ".log";
+
+/**
+ * The path of a new pending log for the cache at `cachePath`.
+ *
+ * @param cachePath The cache file.
+ * @param id What makes the name unique, e.g. a random UUID.
+ * @returns A path in the cache's directory.
+ */
+export function pendingLogPath(cachePath: string, id: string): string {
+  return join(dirname(cachePath), `${basename(cachePath)}${LOG_INFIX}${id}${LOG_SUFFIX}`);
+}
+
+/**
+ * The pending logs of the cache at `cachePath`, live or left by a crash.
+ *
+ * @param cachePath The cache file.
+ * @returns Their paths, in no particular order.
+ */
+export function pendingLogPaths(cachePath: string): string[] {
+  const prefix = `${basename(cachePath)}${LOG_INFIX}`;
+  const dir = dirname(cachePath);
+  return readdirSync(dir)
+    .filter((name) => name.startsWith(prefix) && name.endsWith(LOG_SUFFIX))
+    .map((name) => join(dir, name));
+}
+
+/**
+ * One log line: a JSON array of key and thought. `JSON.stringify` escapes line breaks, so a
+ * line is always one row.
+ *
+ * @param key The cache key.
+ * @param thought The thought.
+ * @returns The line, with its line feed.
+ */
+export function logLine(key: string, thought: string): string {
+  return `${JSON.stringify([key, thought])}\n`;
+}
+
+/**
+ * Parses the complete lines of a log's text. A process killed mid-write leaves a torn last line
+ * without its line feed: it is not counted as consumed, so a reader still appending waits for
+ * the rest, and recovery drops it (its put had not resolved, so its call is re-paid).
+ *
+ * @param text Log text from some line start.
+ * @returns The rows of its complete, well-formed lines, and how many UTF-16 units those lines
+ * (malformed ones included) take.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { logLine, parseLogLines } from "./cache_fold.ts";
+ *
+ * const text = logLine("k1", "a\nb") + logLine("k2", "c") + '["k3", "tor';
+ * const { rows, consumed } = parseLogLines(text);
+ * assert.deepEqual(rows, [["k1", "a\nb"], ["k2", "c"]]);
+ * assert.equal(text.slice(consumed), '["k3", "tor');
+ * ```
+ */
+export function parseLogLines(text: string): { rows: [string, string][]; consumed: number } {
+  const rows: [string, string][] = [];
+  let start = 0;
+  for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
+    const row = parseRow(text.slice(start, end));
+    if (row) rows.push(row);
+    start = end + 1;
+  }
+  return { rows, consumed: start };
+}
+
+function parseRow(line: string): [string, string] | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    if (
+      Array.isArray(value) && value.length === 2 && typeof value[0] === "string" &&
+      typeof value[1] === "string"
+    ) {
+      return [value[0], value[1]];
+    }
+  } catch {
+    // A line this module did not write whole: skipped, like a torn one.
+  }
+  return undefined;
+}
+
+/**
+ * Inserts `rows` in one write transaction.
+ *
+ * @param db An open cache database.
+ * @param rows Key and thought pairs, oldest first.
+ * @throws The SQLite error, after rolling back, when the transaction fails.
+ */
+export function insertRows(db: DatabaseSync, rows: readonly (readonly [string, string])[]): void {
+  if (rows.length === 0) return;
+  const insert = db.prepare(INSERT_THOUGHT);
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const [key, thought] of rows) insert.run(key, storedThought(thought));
+    db.exec("COMMIT");
+  } catch (error) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw error;
+  }
+}
+
+/**
+ * Folds the pending logs that a dead process left beside the cache, then removes them. A log
+ * whose writer is alive is locked and left to it.
+ *
+ * @param db The cache database, open and migrated.
+ * @param cachePath Its path.
+ * @returns How many rows were folded.
+ */
+export function recoverPendingLogs(db: DatabaseSync, cachePath: string): number {
+  let folded = 0;
+  for (const path of pendingLogPaths(cachePath)) {
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(path, { read: true, write: true });
+    } catch (error) {
+      // Its writer folded and removed it between the listing and now.
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
+    try {
+      if (!file.tryLockSync(true)) continue;
+      let text: string;
+      try {
+        text = Deno.readTextFileSync(path);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) continue;
+        throw error;
+      }
+      const { rows } = parseLogLines(text);
+      insertRows(db, rows);
+      folded += rows.length;
+      removeIfPresent(path);
+    } finally {
+      file.close();
+    }
+  }
+  return folded;
+}
+
+/**
+ * Removes `path`; one already gone is not an error.
+ *
+ * @param path The file to remove.
+ */
+export function removeIfPresent(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
