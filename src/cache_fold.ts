@@ -32,6 +32,8 @@ export function storedThought(thought: string): string | Uint8Array {
 /** Pending logs sit beside the cache file, named after it. */
 const LOG_INFIX = "-pending-";
 const LOG_SUFFIX = ".log";
+/** A log is made under this name, locked, then renamed (see `src/cache_log.ts`). */
+export const STAGING_SUFFIX = ".new";
 
 /**
  * The path of a new pending log for the cache at `cachePath`.
@@ -51,10 +53,14 @@ export function pendingLogPath(cachePath: string, id: string): string {
  * @returns Their paths, in no particular order.
  */
 export function pendingLogPaths(cachePath: string): string[] {
+  return logFiles(cachePath, LOG_SUFFIX);
+}
+
+function logFiles(cachePath: string, suffix: string): string[] {
   const prefix = `${basename(cachePath)}${LOG_INFIX}`;
   const dir = dirname(cachePath);
   return readdirSync(dir)
-    .filter((name) => name.startsWith(prefix) && name.endsWith(LOG_SUFFIX))
+    .filter((name) => name.startsWith(prefix) && name.endsWith(suffix))
     .map((name) => join(dir, name));
 }
 
@@ -72,25 +78,22 @@ export function logLine(key: string, thought: string): string {
 
 /**
  * Parses the complete lines of a log's text. A process killed mid-write leaves a torn last line
- * without its line feed: it is not counted as consumed, so a reader still appending waits for
- * the rest, and recovery drops it (its put had not resolved, so its call is re-paid).
+ * without its line feed: recovery drops it, since its put had not resolved (its call is re-paid).
+ * Lines that do not parse as a key and a thought are skipped too.
  *
- * @param text Log text from some line start.
- * @returns The rows of its complete, well-formed lines, and how many UTF-16 units those lines
- * (malformed ones included) take.
+ * @param text Log text.
+ * @returns The rows of its complete, well-formed lines, oldest first.
  *
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
  * import { logLine, parseLogLines } from "./cache_fold.ts";
  *
- * const text = logLine("k1", "a\nb") + logLine("k2", "c") + '["k3", "tor';
- * const { rows, consumed } = parseLogLines(text);
- * assert.deepEqual(rows, [["k1", "a\nb"], ["k2", "c"]]);
- * assert.equal(text.slice(consumed), '["k3", "tor');
+ * const text = logLine("k1", "a\nb") + "not json\n" + logLine("k2", "c") + '["k3", "tor';
+ * assert.deepEqual(parseLogLines(text), [["k1", "a\nb"], ["k2", "c"]]);
  * ```
  */
-export function parseLogLines(text: string): { rows: [string, string][]; consumed: number } {
+export function parseLogLines(text: string): [string, string][] {
   const rows: [string, string][] = [];
   let start = 0;
   for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
@@ -98,7 +101,7 @@ export function parseLogLines(text: string): { rows: [string, string][]; consume
     if (row) rows.push(row);
     start = end + 1;
   }
-  return { rows, consumed: start };
+  return rows;
 }
 
 function parseRow(line: string): [string, string] | undefined {
@@ -137,8 +140,8 @@ export function insertRows(db: DatabaseSync, rows: readonly (readonly [string, s
 }
 
 /**
- * Folds the pending logs that a dead process left beside the cache, then removes them. A log
- * whose writer is alive is locked and left to it.
+ * Folds the pending logs that a dead process left beside the cache, then removes them, with any
+ * empty log it died before naming. A log whose writer is alive is locked and left to it.
  *
  * @param db The cache database, open and migrated.
  * @param cachePath Its path.
@@ -146,33 +149,48 @@ export function insertRows(db: DatabaseSync, rows: readonly (readonly [string, s
  */
 export function recoverPendingLogs(db: DatabaseSync, cachePath: string): number {
   let folded = 0;
+  for (const path of logFiles(cachePath, LOG_SUFFIX + STAGING_SUFFIX)) {
+    // Unlocked for a moment after it is made: only one that old was left by a crash.
+    withLockedFile(path, (file) => {
+      const made = file.statSync().mtime?.getTime() ?? 0;
+      if (Date.now() - made > STAGING_GRACE_MS) removeIfPresent(path);
+    });
+  }
   for (const path of pendingLogPaths(cachePath)) {
-    let file: Deno.FsFile;
-    try {
-      file = Deno.openSync(path, { read: true, write: true });
-    } catch (error) {
-      // Its writer folded and removed it between the listing and now.
-      if (error instanceof Deno.errors.NotFound) continue;
-      throw error;
-    }
-    try {
-      if (!file.tryLockSync(true)) continue;
+    withLockedFile(path, () => {
       let text: string;
       try {
         text = Deno.readTextFileSync(path);
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound) continue;
+        // Its writer folded and removed it since the listing.
+        if (error instanceof Deno.errors.NotFound) return;
         throw error;
       }
-      const { rows } = parseLogLines(text);
+      const rows = parseLogLines(text);
       insertRows(db, rows);
       folded += rows.length;
       removeIfPresent(path);
-    } finally {
-      file.close();
-    }
+    });
   }
   return folded;
+}
+
+const STAGING_GRACE_MS = 60_000;
+
+/** Runs `fn` if `path` exists and no live process holds its lock. */
+function withLockedFile(path: string, fn: (file: Deno.FsFile) => void): void {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true, write: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  try {
+    if (file.tryLockSync(true)) fn(file);
+  } finally {
+    file.close();
+  }
 }
 
 /**

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { logLine, pendingLogPath, removeIfPresent } from "./cache_fold.ts";
+import { logLine, pendingLogPath, removeIfPresent, STAGING_SUFFIX } from "./cache_fold.ts";
 
 const encoder = new TextEncoder();
 
@@ -96,7 +96,7 @@ export class PendingLog {
     const path = pendingLogPath(this.#cachePath, crypto.randomUUID());
     // Locked under a name recovery does not look at, then renamed: another process opening the
     // cache meanwhile sees the log only once its lock shows that its writer is alive.
-    const staging = `${path}.new`;
+    const staging = `${path}${STAGING_SUFFIX}`;
     const file = Deno.openSync(staging, { write: true, create: true, append: true });
     try {
       file.lockSync(true);

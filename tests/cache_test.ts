@@ -229,6 +229,24 @@ Deno.test("openCache() folds a dead process's pending log, skipping its torn and
   }
 });
 
+Deno.test("openCache() removes a log a crash left before naming it, once it is a minute old", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/cache.sqlite`;
+    const old = `${pendingLogPath(path, "old")}.new`;
+    const fresh = `${pendingLogPath(path, "fresh")}.new`;
+    await Deno.writeTextFile(old, "");
+    await Deno.utime(old, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    await Deno.writeTextFile(fresh, "");
+    openCache(path).close();
+    await assert.rejects(() => Deno.stat(old), Deno.errors.NotFound);
+    // Perhaps another process's, about to be locked and renamed.
+    assert.ok((await Deno.stat(fresh)).isFile);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("openCache() leaves the pending log of a live writer to it", async () => {
   const dir = await Deno.makeTempDir();
   try {
