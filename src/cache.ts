@@ -65,8 +65,15 @@ export class CacheError extends Error {
 const KEY_VERSION = "cotfit-cache-key-v1\n";
 const SCHEMA_VERSION = 1;
 const BUSY_TIMEOUT_MS = 5000;
-/** Statements grouped in one transaction at most; the end of the event-loop turn ends it sooner. */
+/** Gets grouped in one read transaction at most; the end of the event-loop turn ends it sooner. */
 const MAX_BATCH = 256;
+/**
+ * Statements in one write transaction at most; {@linkcode WRITE_BATCH_MS} ends it sooner. Puts
+ * are durable in the pending log already, so nothing waits for the commit, and fewer, larger
+ * commits rewrite the index's inner pages less often (5% less CPU at concurrency 1,024).
+ */
+const MAX_WRITE_BATCH = 2048;
+const WRITE_BATCH_MS = 50;
 
 /**
  * Computes the sha-256 hex key of one generation request.
@@ -162,18 +169,18 @@ function hashMessage(hash: Hash, message: ChatMessage): void {
 /**
  * Opens (creating if needed) a SQLite cache file, and its parent directory.
  *
- * Puts are group-committed: those made in one event-loop turn share a transaction (at most
- * 256), committed in WAL mode with `synchronous=NORMAL` at the end of that turn. A transaction of
- * its own cost each put about 80 µs and each get 15 µs, several times the statement itself;
- * grouped (gets too, in a read transaction), the cost is shared. A put's promise resolves sooner,
+ * Puts are group-committed: those made within 50 ms share a transaction (at most 2,048
+ * statements), committed in WAL mode with `synchronous=NORMAL`; gets share one too, a read
+ * transaction per event-loop turn when no write is open. A transaction of its own cost each put
+ * about 80 µs and each get 15 µs, several times the statement itself. A put's promise resolves,
  * once it is in this process's pending log, a plain file beside the cache
  * (`<file>-pending-<uuid>.log`, the puts queued before the next microtask in one write): from then
  * on a killed process (even `kill -9`) keeps it, and the next open folds the logs that dead
  * processes left. So a call's slot is freed without waiting for the turn's commit or a WAL
  * checkpoint. Each commit empties the log, and `close()` removes it. Only a power loss or OS crash
  * may drop the last few entries, which costs a re-generation, not corruption. Several processes
- * may share one file: each sees the others' puts once committed, and writers wait up to 5 s for
- * the lock.
+ * may share one file: each sees the others' puts once committed (within 50 ms), and writers wait
+ * up to 5 s for the lock.
  *
  * Requires `--allow-read` and `--allow-write`.
  *
@@ -270,7 +277,7 @@ class SqliteCache implements ThoughtCache {
   get(key: string): string | undefined {
     const batch = this.#batch ?? this.#begin(false);
     const thought = this.#select.get(key)?.thought;
-    if (++batch.size >= MAX_BATCH) this.#commit();
+    if (++batch.size >= (batch.writes ? MAX_WRITE_BATCH : MAX_BATCH)) this.#commit();
     if (typeof thought === "string") return thought;
     return thought instanceof Uint8Array ? utf8.decode(thought) : undefined;
   }
@@ -284,7 +291,7 @@ class SqliteCache implements ThoughtCache {
       this.#insert.run(key, storedThought(thought));
       // Logged after the insert, so a commit only ever empties the log of rows it holds.
       const logged = this.#log.append(key, thought);
-      if (++batch.size >= MAX_BATCH) this.#commit();
+      if (++batch.size >= MAX_WRITE_BATCH) this.#commit();
       return logged;
     } catch (error) {
       return Promise.reject(error);
@@ -293,7 +300,11 @@ class SqliteCache implements ThoughtCache {
 
   #begin(writes: boolean): Batch {
     this.#db.exec(writes ? "BEGIN IMMEDIATE" : "BEGIN");
-    const batch = { writes, size: 0, timer: setTimeout(() => this.#commit(), 0) };
+    const batch = {
+      writes,
+      size: 0,
+      timer: setTimeout(() => this.#commit(), writes ? WRITE_BATCH_MS : 0),
+    };
     this.#batch = batch;
     return batch;
   }
