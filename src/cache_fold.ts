@@ -12,7 +12,10 @@ import { readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 
-/** The statement every fold uses: a newer thought for a key replaces the older one. */
+/**
+ * The statement every put and fold uses: a newer thought for a key replaces the older one.
+ * created_at is Unix seconds from SQLite's clock, so no clock is read on this side.
+ */
 export const INSERT_THOUGHT =
   "INSERT OR REPLACE INTO thoughts (key, thought, created_at) VALUES (?, ?, unixepoch())";
 
@@ -119,14 +122,8 @@ function parseRow(line: string): [string, string] | undefined {
   return undefined;
 }
 
-/**
- * Inserts `rows` in one write transaction.
- *
- * @param db An open cache database.
- * @param rows Key and thought pairs, oldest first.
- * @throws The SQLite error, after rolling back, when the transaction fails.
- */
-export function insertRows(db: DatabaseSync, rows: readonly (readonly [string, string])[]): void {
+/** Inserts `rows` in one write transaction; rolls back and rethrows when it fails. */
+function insertRows(db: DatabaseSync, rows: readonly (readonly [string, string])[]): void {
   if (rows.length === 0) return;
   const insert = db.prepare(INSERT_THOUGHT);
   db.exec("BEGIN IMMEDIATE");

@@ -1,7 +1,7 @@
 /**
  * The thought cache's pending log: this process's puts, appended to a plain file beside the
  * cache and durable once written, in the event-loop turn of the put. The cache frees a call's
- * slot then, rather than after the turn's SQLite commit, and empties the log after each commit.
+ * slot then, rather than after the next SQLite commit, and empties the log after each commit.
  * A crash leaves the log for the next open of the cache to fold (`recoverPendingLogs`).
  *
  * Requires `--allow-read` and `--allow-write` on the cache's directory.
