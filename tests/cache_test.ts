@@ -10,6 +10,18 @@ import {
 } from "../src/cache.ts";
 import { logLine, pendingLogPath, pendingLogPaths } from "../src/cache_fold.ts";
 
+/** A test body that runs `fn` in a fresh temporary directory, removed afterwards. */
+function inTempDir(fn: (dir: string) => void | Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await fn(dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  };
+}
+
 const base: CacheKeyParts = {
   model: "gpt-4o-mini",
   promptId: "thought_process@1",
@@ -112,9 +124,9 @@ Deno.test("createCacheKeyer() gives cacheKey()'s keys as the leading messages ch
   for (const messages of requests) assert.equal(keyOf(messages), cacheKey({ ...parts, messages }));
 });
 
-Deno.test("openCache() round-trips thoughts and counts entries", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() round-trips thoughts and counts entries",
+  inTempDir((dir) => {
     const cache = openCache(`${dir}/missing/parent/cache.sqlite`);
     assert.equal(cache.size, 0);
     assert.equal(cache.get("a"), undefined);
@@ -128,14 +140,12 @@ Deno.test("openCache() round-trips thoughts and counts entries", async () => {
     assert.equal(cache.size, 2);
     cache.close();
     cache.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() returns a thought with a NUL character whole, after reopen too", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() returns a thought with a NUL character whole, after reopen too",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     const thought = "before\0after ünïcödé";
     const first = openCache(path);
@@ -145,14 +155,12 @@ Deno.test("openCache() returns a thought with a NUL character whole, after reope
     const second = openCache(path);
     assert.equal(second.get("k"), thought);
     second.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() keeps entries across reopen", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() keeps entries across reopen",
+  inTempDir((dir) => {
     const path = `${dir}/cache.sqlite`;
     const first = openCache(path);
     first.put("k", "persisted");
@@ -163,14 +171,12 @@ Deno.test("openCache() keeps entries across reopen", async () => {
     assert.equal(second.get("k"), "persisted");
     assert.equal(second.size, 1);
     second.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() keeps a put when the process is killed right after it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() keeps a put when the process is killed right after it",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     const script = `${dir}/put.ts`;
     // Killed by itself as soon as the put resolves: before the end of the turn, so before the
@@ -201,14 +207,12 @@ Deno.kill(Deno.pid, "SIGKILL");
     assert.equal(cache.get("key"), "survives kill -9");
     assert.deepEqual(pendingLogPaths(path), []);
     cache.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() folds a dead process's pending log, skipping its torn and foreign lines", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() folds a dead process's pending log, skipping its torn and foreign lines",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     openCache(path).close();
     await Deno.writeTextFile(
@@ -224,14 +228,12 @@ Deno.test("openCache() folds a dead process's pending log, skipping its torn and
     assert.equal(cache.size, 2);
     assert.deepEqual(pendingLogPaths(path), []);
     cache.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() removes a log a crash left before naming it, once it is a minute old", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() removes a log a crash left before naming it, once it is a minute old",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     const old = `${pendingLogPath(path, "old")}.new`;
     const fresh = `${pendingLogPath(path, "fresh")}.new`;
@@ -242,14 +244,12 @@ Deno.test("openCache() removes a log a crash left before naming it, once it is a
     await assert.rejects(() => Deno.stat(old), Deno.errors.NotFound);
     // Perhaps another process's, about to be locked and renamed.
     assert.ok((await Deno.stat(fresh)).isFile);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() leaves the pending log of a live writer to it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() leaves the pending log of a live writer to it",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     const writer = openCache(path);
     await writer.put("k", "from the writer");
@@ -262,10 +262,8 @@ Deno.test("openCache() leaves the pending log of a live writer to it", async () 
     assert.deepEqual(pendingLogPaths(path), []);
     assert.equal(reader.get("k"), "from the writer");
     reader.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
 function assertCacheError(path: string, reason: RegExp): (error: unknown) => boolean {
   return (error: unknown) => {
@@ -277,44 +275,38 @@ function assertCacheError(path: string, reason: RegExp): (error: unknown) => boo
   };
 }
 
-Deno.test("openCache() throws CacheError naming the path of a file that is not a database", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() throws CacheError naming the path of a file that is not a database",
+  inTempDir(async (dir) => {
     const path = `${dir}/notes.txt`;
     await Deno.writeTextFile(path, "this is not a SQLite database, just text. ".repeat(100));
     assert.throws(() => openCache(path), assertCacheError(path, /not a database/));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() throws CacheError naming the path when the directory cannot be made", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() throws CacheError naming the path when the directory cannot be made",
+  inTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/file`, "");
     const path = `${dir}/file/cache.sqlite`;
     assert.throws(() => openCache(path), assertCacheError(path, /./));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() refuses a cache written with another schema version", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() refuses a cache written with another schema version",
+  inTempDir((dir) => {
     const path = `${dir}/cache.sqlite`;
     const db = new DatabaseSync(path);
     db.exec("PRAGMA user_version = 99");
     db.close();
     assert.throws(() => openCache(path), assertCacheError(path, /schema version 99/));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() commits puts together within 50 ms, visible to other connections then", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() commits puts together within 50 ms, visible to other connections then",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     const cache = openCache(path);
     const other = new DatabaseSync(path);
@@ -330,14 +322,12 @@ Deno.test("openCache() commits puts together within 50 ms, visible to other conn
     assert.equal(count(), 2100);
     other.close();
     cache.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("openCache() close() commits puts not yet committed", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "openCache() close() commits puts not yet committed",
+  inTempDir(async (dir) => {
     const path = `${dir}/cache.sqlite`;
     const first = openCache(path);
     const put = first.put("k", "committed by close");
@@ -346,10 +336,8 @@ Deno.test("openCache() close() commits puts not yet committed", async () => {
     const second = openCache(path);
     assert.equal(second.get("k"), "committed by close");
     second.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
 Deno.test("memoryCache() drops the oldest entries past maxEntries", async () => {
   const cache = memoryCache({ maxEntries: 3 });
