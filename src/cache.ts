@@ -13,8 +13,9 @@ import { createHash, type Hash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { INSERT_THOUGHT, recoverPendingLogs, storedThought } from "./cache_fold.ts";
+import { recoverPendingLogs } from "./cache_fold.ts";
 import { PendingLog } from "./cache_log.ts";
+import { migrate, ThoughtTable } from "./cache_table.ts";
 import type { ChatMessage } from "./types.ts";
 
 /** Everything that determines one generation; the inputs of {@linkcode cacheKey}. */
@@ -61,9 +62,11 @@ export class CacheError extends Error {
   }
 }
 
-/** Bumped when the key serialisation or the table layout changes, so old entries never match. */
+/**
+ * Bumped when the key serialisation changes, so old entries never match (the table's layout has
+ * its own version, in `src/cache_table.ts`).
+ */
 const KEY_VERSION = "cotfit-cache-key-v1\n";
-const SCHEMA_VERSION = 1;
 const BUSY_TIMEOUT_MS = 5000;
 /** Gets grouped in one read transaction at most; the end of the event-loop turn ends it sooner. */
 const MAX_BATCH = 256;
@@ -217,7 +220,7 @@ export function openCache(path: string): ThoughtCache {
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
-    migrate(db, path);
+    migrate(db);
     recoverPendingLogs(db, path);
   } catch (error) {
     db?.close();
@@ -229,40 +232,15 @@ export function openCache(path: string): ThoughtCache {
   return new SqliteCache(db, path);
 }
 
-function migrate(db: DatabaseSync, path: string): void {
-  const row = db.prepare("PRAGMA user_version").get();
-  const version = Number(row?.user_version ?? 0);
-  if (version === SCHEMA_VERSION) return;
-  if (version !== 0) {
-    throw new CacheError(
-      path,
-      `schema version ${version} is not ${SCHEMA_VERSION}; use another cache file`,
-    );
-  }
-  db.exec(`
-    BEGIN;
-    CREATE TABLE IF NOT EXISTS thoughts (
-      key TEXT PRIMARY KEY,
-      thought TEXT NOT NULL,
-      created_at INTEGER
-    );
-    PRAGMA user_version = ${SCHEMA_VERSION};
-    COMMIT;
-  `);
-}
-
 /** The gets of one open read transaction. */
 interface ReadBatch {
   size: number;
   readonly timer: ReturnType<typeof setTimeout>;
 }
 
-const utf8 = new TextDecoder();
-
 class SqliteCache implements ThoughtCache {
   readonly #db: DatabaseSync;
-  readonly #select: StatementSync;
-  readonly #insert: StatementSync;
+  readonly #table: ThoughtTable;
   readonly #count: StatementSync;
   readonly #log: PendingLog;
   /** A read transaction takes no lock: other processes keep writing meanwhile. */
@@ -276,8 +254,7 @@ class SqliteCache implements ThoughtCache {
 
   constructor(db: DatabaseSync, path: string) {
     this.#db = db;
-    this.#select = db.prepare("SELECT thought FROM thoughts WHERE key = ?");
-    this.#insert = db.prepare(INSERT_THOUGHT);
+    this.#table = new ThoughtTable(db);
     this.#count = db.prepare("SELECT count(*) AS n FROM thoughts");
     this.#log = new PendingLog(path);
   }
@@ -286,10 +263,9 @@ class SqliteCache implements ThoughtCache {
     const pending = this.#pending.get(key);
     if (pending !== undefined) return pending;
     const reads = this.#reads ?? this.#beginReads();
-    const thought = this.#select.get(key)?.thought;
+    const thought = this.#table.find(key);
     if (++reads.size >= MAX_BATCH) this.#endReads();
-    if (typeof thought === "string") return thought;
-    return thought instanceof Uint8Array ? utf8.decode(thought) : undefined;
+    return thought;
   }
 
   put(key: string, thought: string): Promise<void> {
@@ -336,7 +312,7 @@ class SqliteCache implements ThoughtCache {
       // A read transaction is not upgraded: in WAL mode that fails if another process wrote.
       this.#endReads();
       this.#db.exec("BEGIN IMMEDIATE");
-      for (const [key, thought] of this.#pending) this.#insert.run(key, storedThought(thought));
+      for (const [key, thought] of this.#pending) this.#table.write(key, thought);
       this.#db.exec("COMMIT");
       // Lines still queued for the log are written after this; they are committed duplicates.
       this.#log.clear();

@@ -11,26 +11,7 @@
 import { readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
-
-/**
- * The statement every put and fold uses: a newer thought for a key replaces the older one.
- * created_at is Unix seconds from SQLite's clock, so no clock is read on this side.
- */
-export const INSERT_THOUGHT =
-  "INSERT OR REPLACE INTO thoughts (key, thought, created_at) VALUES (?, ?, unixepoch())";
-
-const utf8 = new TextEncoder();
-
-/**
- * What to bind for a thought. Bound as text, SQLite would keep it only up to a NUL: such a
- * thought goes in as UTF-8 bytes, a blob, which the cache's `get` decodes.
- *
- * @param thought The thought.
- * @returns The thought, or its UTF-8 bytes when it holds a NUL.
- */
-export function storedThought(thought: string): string | Uint8Array {
-  return thought.includes("\0") ? utf8.encode(thought) : thought;
-}
+import { ThoughtTable } from "./cache_table.ts";
 
 /** Pending logs sit beside the cache file, named after it. */
 const LOG_INFIX = "-pending-";
@@ -125,10 +106,10 @@ function parseRow(line: string): [string, string] | undefined {
 /** Inserts `rows` in one write transaction; rolls back and rethrows when it fails. */
 function insertRows(db: DatabaseSync, rows: readonly (readonly [string, string])[]): void {
   if (rows.length === 0) return;
-  const insert = db.prepare(INSERT_THOUGHT);
+  const table = new ThoughtTable(db);
   db.exec("BEGIN IMMEDIATE");
   try {
-    for (const [key, thought] of rows) insert.run(key, storedThought(thought));
+    for (const [key, thought] of rows) table.write(key, thought);
     db.exec("COMMIT");
   } catch (error) {
     if (db.isTransaction) db.exec("ROLLBACK");

@@ -9,6 +9,7 @@ import {
   openCache,
 } from "../src/cache.ts";
 import { logLine, pendingLogPath, pendingLogPaths } from "../src/cache_fold.ts";
+import { keyHash } from "../src/cache_table.ts";
 
 /** A test body that runs `fn` in a fresh temporary directory, removed afterwards. */
 function inTempDir(fn: (dir: string) => void | Promise<void>): () => Promise<void> {
@@ -294,6 +295,56 @@ Deno.test(
 );
 
 Deno.test(
+  "openCache() rewrites a version 1 cache in place, keeping every thought",
+  inTempDir((dir) => {
+    const path = `${dir}/cache.sqlite`;
+    const old = new DatabaseSync(path);
+    old.exec(`
+      CREATE TABLE thoughts (key TEXT PRIMARY KEY, thought TEXT NOT NULL, created_at INTEGER);
+      PRAGMA user_version = 1;
+    `);
+    const insert = old.prepare("INSERT INTO thoughts VALUES (?, ?, 1700000000)");
+    insert.run("a".repeat(64), "first");
+    insert.run("b".repeat(64), new TextEncoder().encode("with\0NUL"));
+    old.close();
+    const cache = openCache(path);
+    assert.equal(cache.get("a".repeat(64)), "first");
+    assert.equal(cache.get("b".repeat(64)), "with\0NUL");
+    assert.equal(cache.size, 2);
+    cache.close();
+    const db = new DatabaseSync(path);
+    assert.equal(db.prepare("PRAGMA user_version").get()?.user_version, 2);
+    assert.equal(
+      db.prepare("SELECT created_at FROM thoughts LIMIT 1").get()?.created_at,
+      1700000000,
+    );
+    db.close();
+  }),
+);
+
+Deno.test(
+  "openCache() tells apart two keys that share the index's hash",
+  inTempDir(async (dir) => {
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; pair === undefined; i++) {
+      const key = `k${i}`;
+      const hash = keyHash(key);
+      const other = seen.get(hash);
+      if (other !== undefined) pair = [other, key];
+      seen.set(hash, key);
+    }
+    const path = `${dir}/cache.sqlite`;
+    const cache = openCache(path);
+    await Promise.all([cache.put(pair[0], "one"), cache.put(pair[1], "two")]);
+    cache.close();
+    const reopened = openCache(path);
+    assert.deepEqual([reopened.get(pair[0]), reopened.get(pair[1])], ["one", "two"]);
+    reopened.close();
+  }),
+);
+
+Deno.test(
   "openCache() refuses a cache written with another schema version",
   inTempDir((dir) => {
     const path = `${dir}/cache.sqlite`;
@@ -318,7 +369,11 @@ Deno.test(
     await Promise.all(puts);
     assert.equal(count(), 0);
     // Another process may write meanwhile: the lock is free (busy_timeout 0 would throw).
-    other.exec("BEGIN IMMEDIATE; INSERT INTO thoughts (key, thought) VALUES ('x', 'y'); COMMIT");
+    other.exec(
+      `BEGIN IMMEDIATE; INSERT INTO thoughts (key_hash, key, thought) VALUES (${
+        keyHash("x")
+      }, 'x', 'y'); COMMIT`,
+    );
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(count(), 101);
     assert.equal(cache.get("x"), "y");

@@ -1,0 +1,136 @@
+/**
+ * The thought cache's SQLite table: its layout, the migration from older layouts, and the
+ * statements that find and write a thought, shared by the cache's puts and the recovery of
+ * pending logs.
+ *
+ * @module
+ */
+
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+
+/** `PRAGMA user_version` of the layout below. Version 1 keyed the table by the 64-character key. */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Rows are appended in rowid order and indexed by a 32-bit hash of their key, not by the key
+ * itself: the index's pages hold about 250 entries instead of 55, so a batch of writes dirties
+ * (and each commit rewrites) far fewer of them. Measured on 60,000 rows written 250 a commit:
+ * 16 against 39 µs a row written, 1.1 against 5.7 µs a lookup. A hash shared by two keys costs
+ * one more row compared.
+ */
+const CREATE_TABLE = `
+  CREATE TABLE thoughts (
+    id INTEGER PRIMARY KEY,
+    key_hash INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    thought TEXT NOT NULL,
+    created_at INTEGER
+  );
+  CREATE INDEX thoughts_by_key_hash ON thoughts (key_hash);
+`;
+
+/**
+ * Brings the database to {@linkcode SCHEMA_VERSION}: creates the table in a new file, or rewrites
+ * a version 1 table in place (every row kept), in one transaction.
+ *
+ * @param db An open database.
+ * @throws {Error} When the file was written with a layout this version does not know.
+ */
+export function migrate(db: DatabaseSync): void {
+  const row = db.prepare("PRAGMA user_version").get();
+  const version = Number(row?.user_version ?? 0);
+  if (version === SCHEMA_VERSION) return;
+  if (version !== 0 && version !== 1) {
+    throw new Error(`schema version ${version} is not ${SCHEMA_VERSION}; use another cache file`);
+  }
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    // Read again under the write lock: another process may have migrated meanwhile.
+    const current = Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
+    if (current === 0) db.exec(CREATE_TABLE);
+    else if (current === 1) rewriteVersion1(db);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    db.exec("COMMIT");
+  } catch (error) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw error;
+  }
+}
+
+function rewriteVersion1(db: DatabaseSync): void {
+  db.exec("ALTER TABLE thoughts RENAME TO thoughts_v1");
+  db.exec(CREATE_TABLE);
+  const insert = db.prepare(
+    "INSERT INTO thoughts (key_hash, key, thought, created_at) VALUES (?, ?, ?, ?)",
+  );
+  const rows = db.prepare("SELECT key, thought, created_at FROM thoughts_v1 ORDER BY rowid");
+  for (const { key, thought, created_at } of rows.iterate()) {
+    insert.run(
+      keyHash(String(key)),
+      String(key),
+      thought as string | Uint8Array,
+      created_at as number | null,
+    );
+  }
+  db.exec("DROP TABLE thoughts_v1");
+}
+
+/**
+ * FNV-1a over the key's UTF-16 code units: the index's 32-bit key.
+ *
+ * @param key A cache key.
+ * @returns A signed 32-bit integer.
+ */
+export function keyHash(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  return hash;
+}
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+/** Finds and writes thoughts in the table, with statements prepared once. */
+export class ThoughtTable {
+  readonly #select: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #insert: StatementSync;
+
+  /** @param db An open database at {@linkcode SCHEMA_VERSION}. */
+  constructor(db: DatabaseSync) {
+    this.#select = db.prepare(
+      "SELECT thought FROM thoughts WHERE key_hash = ? AND key = ? LIMIT 1",
+    );
+    this.#delete = db.prepare("DELETE FROM thoughts WHERE key_hash = ? AND key = ?");
+    // created_at is Unix seconds from SQLite's clock, so no clock is read on this side.
+    this.#insert = db.prepare(
+      "INSERT INTO thoughts (key_hash, key, thought, created_at) VALUES (?, ?, ?, unixepoch())",
+    );
+  }
+
+  /**
+   * The thought stored under `key`.
+   *
+   * @param key A cache key.
+   * @returns The thought, or `undefined`.
+   */
+  find(key: string): string | undefined {
+    const thought = this.#select.get(keyHash(key), key)?.thought;
+    if (typeof thought === "string") return thought;
+    return thought instanceof Uint8Array ? utf8Decoder.decode(thought) : undefined;
+  }
+
+  /**
+   * Stores `thought` under `key`, replacing the older one. Call it inside a write transaction.
+   *
+   * @param key A cache key.
+   * @param thought The thought.
+   */
+  write(key: string, thought: string): void {
+    const hash = keyHash(key);
+    this.#delete.run(hash, key);
+    // Bound as text, SQLite would keep a thought only up to a NUL: such a thought goes in as
+    // UTF-8 bytes, a blob, which `find` decodes.
+    this.#insert.run(hash, key, thought.includes("\0") ? utf8Encoder.encode(thought) : thought);
+  }
+}
