@@ -132,14 +132,15 @@ export async function efficiency(context: ScenarioContext): Promise<Figure[]> {
     figures.push({
       group: "efficiency",
       setting: `CLI, concurrency ${concurrency}, ${thousands(count)} single-turn, fake 200 ms`,
-      value: round(value, 2),
+      // Three decimals: at two, 0.899 printed as 0.9 beside a target of 0.90 it misses.
+      value: round(value, 3),
       unit: "of ideal",
       target: `>= ${EFFICIENCY_TARGET.toFixed(2)}`,
       pass: value >= EFFICIENCY_TARGET,
-      note: `${thousands(rate)}/s of ${thousands(ideal)}/s; ${round(withStartup, 2)} with ` +
+      note: `${thousands(rate)}/s of ${thousands(ideal)}/s; ${round(withStartup, 3)} with ` +
         `start-up; CPU: CLI ${round(run.result.cpuMs / count, 2)} ms/conv, fake ` +
         `${round(run.fakeCpuMs / count, 2)} ms/call` +
-        (reference ? `; HTTP-only reference client: ${round(reference.efficiency, 2)}` : ""),
+        (reference ? `; HTTP-only reference client: ${round(reference.efficiency, 3)}` : ""),
       details: {
         ...runDetails(run.result, count, run.fakeCpuMs),
         idealPerSecond: ideal,
