@@ -181,7 +181,7 @@ async function referenceEfficiency(
     bodyBytes,
   });
   const efficiency = count / (run.wallMs / 1000) / ideal;
-  context.log(`    HTTP-only reference client: ${round(efficiency, 2)} of ideal`);
+  context.log(`    HTTP-only reference client: ${round(efficiency, 3)} of ideal`);
   return { efficiency, cpuMsPerCall: run.cpuMs / count };
 }
 
