@@ -311,15 +311,12 @@ class SqliteCache implements ThoughtCache {
     try {
       // A read transaction is not upgraded: in WAL mode that fails if another process wrote.
       this.#endReads();
-      this.#db.exec("BEGIN IMMEDIATE");
-      for (const [key, thought] of this.#pending) this.#table.write(key, thought);
-      this.#db.exec("COMMIT");
+      this.#table.writeAll(this.#pending);
       // Lines still queued for the log are written after this; they are committed duplicates.
       this.#log.clear();
       this.#pending.clear();
       this.#pendingChars = 0;
     } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       this.#failure = error instanceof Error ? error : new Error(String(error));
     }
   }

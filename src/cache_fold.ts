@@ -103,20 +103,6 @@ function parseRow(line: string): [string, string] | undefined {
   return undefined;
 }
 
-/** Inserts `rows` in one write transaction; rolls back and rethrows when it fails. */
-function insertRows(db: DatabaseSync, rows: readonly (readonly [string, string])[]): void {
-  if (rows.length === 0) return;
-  const table = new ThoughtTable(db);
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    for (const [key, thought] of rows) table.write(key, thought);
-    db.exec("COMMIT");
-  } catch (error) {
-    if (db.isTransaction) db.exec("ROLLBACK");
-    throw error;
-  }
-}
-
 /**
  * Folds the pending logs that a dead process left beside the cache, then removes them, with any
  * empty log it died before naming. A log whose writer is alive is locked and left to it.
@@ -145,7 +131,7 @@ export function recoverPendingLogs(db: DatabaseSync, cachePath: string): number 
         throw error;
       }
       const rows = parseLogLines(text);
-      insertRows(db, rows);
+      if (rows.length > 0) new ThoughtTable(db).writeAll(rows);
       folded += rows.length;
       removeIfPresent(path);
     });

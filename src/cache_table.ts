@@ -43,13 +43,20 @@ export function migrate(db: DatabaseSync): void {
   if (version !== 0 && version !== 1) {
     throw new Error(`schema version ${version} is not ${SCHEMA_VERSION}; use another cache file`);
   }
-  db.exec("BEGIN IMMEDIATE");
-  try {
+  inWriteTransaction(db, () => {
     // Read again under the write lock: another process may have migrated meanwhile.
     const current = Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
     if (current === 0) db.exec(CREATE_TABLE);
     else if (current === 1) rewriteVersion1(db);
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+  });
+}
+
+/** Runs `work` in one write transaction: committed when it returns, rolled back when it throws. */
+function inWriteTransaction(db: DatabaseSync, work: () => void): void {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    work();
     db.exec("COMMIT");
   } catch (error) {
     if (db.isTransaction) db.exec("ROLLBACK");
@@ -92,12 +99,14 @@ const utf8Decoder = new TextDecoder();
 
 /** Finds and writes thoughts in the table, with statements prepared once. */
 export class ThoughtTable {
+  readonly #db: DatabaseSync;
   readonly #select: StatementSync;
   readonly #delete: StatementSync;
   readonly #insert: StatementSync;
 
   /** @param db An open database at {@linkcode SCHEMA_VERSION}. */
   constructor(db: DatabaseSync) {
+    this.#db = db;
     this.#select = db.prepare(
       "SELECT thought FROM thoughts WHERE key_hash = ? AND key = ? LIMIT 1",
     );
@@ -121,12 +130,18 @@ export class ThoughtTable {
   }
 
   /**
-   * Stores `thought` under `key`, replacing the older one. Call it inside a write transaction.
+   * Stores every row in one write transaction, each replacing the older thought of its key; on
+   * failure none is stored and the error is rethrown.
    *
-   * @param key A cache key.
-   * @param thought The thought.
+   * @param rows Keys and thoughts.
    */
-  write(key: string, thought: string): void {
+  writeAll(rows: Iterable<readonly [string, string]>): void {
+    inWriteTransaction(this.#db, () => {
+      for (const [key, thought] of rows) this.#write(key, thought);
+    });
+  }
+
+  #write(key: string, thought: string): void {
     const hash = keyHash(key);
     this.#delete.run(hash, key);
     // Bound as text, SQLite would keep a thought only up to a NUL: such a thought goes in as
