@@ -152,11 +152,17 @@ export function mapOrdered<I, O>(
  * go out. Measured at concurrency 1,024 with a 200 ms endpoint: the first 1,024 replies were all
  * handled by 0.53 to 0.83 s with the yield, against 1.03 to 1.33 s without; with a 0 ms
  * endpoint at concurrency 256, 7,750 to 8,230 conversations/s for 2.5 s of CPU, against 6,970 to
- * 7,080/s for 3.1 s. The yield was a 0 ms timer, which left the thread idle 1 to 4 ms each time:
- * with `setImmediate`, which runs as soon as the loop has polled, all 1,024 slots were busy 0.26
- * to 0.29 s into a run instead of 1.1 to 1.3 s, and the first 1,000 requests went out in 0.18 s
- * instead of 0.34 s. Once calls wait for slots, or when none runs (cache hits), there is no
- * yield: yielding there cost throughput.
+ * 7,080/s for 3.1 s. The yield was a 0 ms timer, which left the thread idle 1 to 4 ms each time;
+ * with `setImmediate` all 1,024 slots were busy 0.26 to 0.29 s into a run instead of 1.1 to 1.3 s.
+ * But `setImmediate` does not let Deno poll sockets: with a 200 ms burst cut into 4 ms pieces by
+ * it, 100 connects finished only when the burst ended (205 ms), against 24 to 28 ms with a 0 ms
+ * timer and 12 ms with an async `crypto.subtle.digest`. So the first request is written once the
+ * slots are filled (0.20 to 0.22 s in, against 0.28 to 0.31 s with no yield: 2 runs each). Letting
+ * sockets in during the start (a 0 ms timer or the digest, 2 runs each) wrote the first requests
+ * at 17 to 69 ms but the 1,024th later (0.41 to 0.68 s, against 0.34 to 0.40 s), and was no faster
+ * overall (4,404 to 4,686/s, unpaired, against 4,547 to 4,578/s). Once calls wait for slots,
+ * or when none runs (cache hits), there is no yield: yielding there cost throughput (the digest
+ * there: -1%, 6 paired runs).
  *
  * @param limiter The limiter the items' calls go through.
  * @param size Its size.
