@@ -214,6 +214,7 @@ function hashMessage(hash: Hash, message: ChatMessage): void {
  */
 export function openCache(path: string): ThoughtCache {
   let db: DatabaseSync | undefined;
+  let table: ThoughtTable;
   try {
     mkdirSync(dirname(path), { recursive: true });
     db = new DatabaseSync(path);
@@ -221,7 +222,8 @@ export function openCache(path: string): ThoughtCache {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
     migrate(db);
-    recoverPendingLogs(db, path);
+    table = new ThoughtTable(db);
+    recoverPendingLogs(table, path);
   } catch (error) {
     db?.close();
     if (error instanceof CacheError) throw error;
@@ -229,7 +231,7 @@ export function openCache(path: string): ThoughtCache {
       cause: error,
     });
   }
-  return new SqliteCache(db, path);
+  return new SqliteCache(db, table, path);
 }
 
 /** The gets of one open read transaction. */
@@ -252,9 +254,9 @@ class SqliteCache implements ThoughtCache {
   /** A failed write: its rows stay in the log and in memory, and later puts are refused. */
   #failure: Error | null = null;
 
-  constructor(db: DatabaseSync, path: string) {
+  constructor(db: DatabaseSync, table: ThoughtTable, path: string) {
     this.#db = db;
-    this.#table = new ThoughtTable(db);
+    this.#table = table;
     this.#count = db.prepare("SELECT count(*) AS n FROM thoughts");
     this.#log = new PendingLog(path);
   }

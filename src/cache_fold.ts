@@ -10,8 +10,7 @@
 
 import { readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { DatabaseSync } from "node:sqlite";
-import { ThoughtTable } from "./cache_table.ts";
+import type { ThoughtTable } from "./cache_table.ts";
 
 /** Pending logs sit beside the cache file, named after it. */
 const LOG_INFIX = "-pending-";
@@ -107,11 +106,11 @@ function parseRow(line: string): [string, string] | undefined {
  * Folds the pending logs that a dead process left beside the cache, then removes them, with any
  * empty log it died before naming. A log whose writer is alive is locked and left to it.
  *
- * @param db The cache database, open and migrated.
- * @param cachePath Its path.
+ * @param table The cache's table, in a database open and migrated.
+ * @param cachePath The cache file's path.
  * @returns How many rows were folded.
  */
-export function recoverPendingLogs(db: DatabaseSync, cachePath: string): number {
+export function recoverPendingLogs(table: ThoughtTable, cachePath: string): number {
   let folded = 0;
   for (const path of logFiles(cachePath, LOG_SUFFIX + STAGING_SUFFIX)) {
     // Unlocked for a moment after it is made: only one that old was left by a crash.
@@ -131,7 +130,7 @@ export function recoverPendingLogs(db: DatabaseSync, cachePath: string): number 
         throw error;
       }
       const rows = parseLogLines(text);
-      if (rows.length > 0) new ThoughtTable(db).writeAll(rows);
+      if (rows.length > 0) table.writeAll(rows);
       folded += rows.length;
       removeIfPresent(path);
     });
