@@ -346,6 +346,49 @@ Deno.test(
 );
 
 Deno.test(
+  "openCache() finds every thought of a reopened cache, and nothing else",
+  inTempDir(async (dir) => {
+    const path = `${dir}/cache.sqlite`;
+    const keys = Array.from({ length: 5_000 }, (_, i) => cacheKey({ ...base, maxTokens: i }));
+    const first = openCache(path);
+    await Promise.all(keys.map((key, i) => first.put(key, `thought ${i}`)));
+    first.close();
+    const reopened = openCache(path);
+    keys.forEach((key, i) => assert.equal(reopened.get(key), `thought ${i}`));
+    assert.equal(reopened.get(cacheKey({ ...base, maxTokens: 5_000 })), undefined);
+    reopened.close();
+  }),
+);
+
+Deno.test(
+  "openCache() sees the thoughts another process writes while open, and replaces them in place",
+  inTempDir(async (dir) => {
+    const path = `${dir}/cache.sqlite`;
+    const ours = openCache(path);
+    assert.equal(ours.get("k1"), undefined);
+    const theirs = openCache(path);
+    await theirs.put("k1", "their first");
+    theirs.close();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(ours.get("k1"), "their first");
+    // Written after our last get: only the write itself can learn that it replaces a row.
+    const again = openCache(path);
+    await again.put("k2", "their second");
+    again.close();
+    await Promise.all([ours.put("k1", "our first"), ours.put("k2", "our second")]);
+    ours.close();
+    const db = new DatabaseSync(path);
+    assert.deepEqual(
+      db.prepare("SELECT key, thought FROM thoughts ORDER BY key").all().map((row) => ({
+        ...row,
+      })),
+      [{ key: "k1", thought: "our first" }, { key: "k2", thought: "our second" }],
+    );
+    db.close();
+  }),
+);
+
+Deno.test(
   "openCache() refuses a cache written with another schema version",
   inTempDir((dir) => {
     const path = `${dir}/cache.sqlite`;
@@ -390,17 +433,27 @@ Deno.test(
     const cache = openCache(path);
     const other = new DatabaseSync(path);
     other.exec(
-      "CREATE TRIGGER full BEFORE INSERT ON thoughts BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+      // After the first row: the rolled-back batch had taken a rowid.
+      "CREATE TRIGGER full BEFORE INSERT ON thoughts WHEN NEW.key = 'b' " +
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
     );
     await Promise.all([cache.put("a", "t1"), cache.put("b", "t2")]);
     await new Promise((resolve) => setTimeout(resolve, 100));
     await assert.rejects(() => cache.put("c", "t3"), /disk full/);
     assert.equal(cache.get("a"), "t1");
-    cache.close();
+    // The rowids of the rolled-back rows go to another process's row, which is still seen.
     other.exec("DROP TRIGGER full");
+    other.prepare("INSERT INTO thoughts (key_hash, key, thought) VALUES (?, 'z', 'theirs')")
+      .run(keyHash("z"));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(cache.get("z"), "theirs");
+    cache.close();
     other.close();
     const reopened = openCache(path);
-    assert.deepEqual([reopened.get("a"), reopened.get("b"), reopened.size], ["t1", "t2", 2]);
+    assert.deepEqual(
+      [reopened.get("a"), reopened.get("b"), reopened.get("z"), reopened.size],
+      ["t1", "t2", "theirs", 3],
+    );
     reopened.close();
   }),
 );
