@@ -389,6 +389,26 @@ Deno.test(
 );
 
 Deno.test(
+  "openCache() makes a new file with 16 KiB pages and keeps an existing file's own",
+  inTempDir((dir) => {
+    const pageSize = (path: string) => {
+      const db = new DatabaseSync(path);
+      const size = db.prepare("PRAGMA page_size").get()?.page_size;
+      db.close();
+      return size;
+    };
+    openCache(`${dir}/new.sqlite`).close();
+    assert.equal(pageSize(`${dir}/new.sqlite`), 16384);
+    const old = new DatabaseSync(`${dir}/old.sqlite`);
+    old.exec("CREATE TABLE other (x)");
+    old.close();
+    const cache = openCache(`${dir}/old.sqlite`);
+    cache.close();
+    assert.equal(pageSize(`${dir}/old.sqlite`), 4096);
+  }),
+);
+
+Deno.test(
   "openCache() refuses a cache written with another schema version",
   inTempDir((dir) => {
     const path = `${dir}/cache.sqlite`;
