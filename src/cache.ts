@@ -190,9 +190,10 @@ function hashMessage(hash: Hash, message: ChatMessage): void {
  * logs that dead processes left. So a call's slot is freed without waiting for a SQLite commit or
  * a WAL checkpoint. `get` answers pending puts from memory; every 50 ms (or past 4 Mi characters
  * of thought) they are written in one transaction, in WAL mode with `synchronous=NORMAL`, which
- * then empties the log; `close()` writes the rest and removes it. Gets share a read transaction
- * per event-loop turn (a transaction of its own cost each get 15 µs, several times the
- * statement). Only a power loss or OS crash may drop the last few entries, which costs a
+ * then empties the log; `close()` writes the rest and removes it. A get for a key the table's
+ * filter has never seen (see `src/cache_filter.ts`) reads no SQLite; the others share a read
+ * transaction per event-loop turn (a transaction of its own cost each get 15 µs, several times
+ * the statement). Only a power loss or OS crash may drop the last few entries, which costs a
  * re-generation, not corruption. Several processes may share one file: each sees the others' puts
  * once written (within 50 ms); the write lock is held only while a batch is written, and writers
  * wait up to 5 s for it.
