@@ -8,7 +8,6 @@
 
 /** Bit positions set per hash: with 12 bits or more a row, 3 give about 1% false "maybe" or less. */
 const PROBES = 3;
-const MIN_BITS = 2 ** 23;
 const MAX_BITS = 2 ** 27;
 const BITS_PER_ROW = 12;
 
@@ -18,8 +17,8 @@ export class KeyHashFilter {
   readonly #mask: number;
 
   /**
-   * A filter for a table of about `rows` rows now, with room for a million more: 1 MiB up to
-   * 16 MiB (134 million rows and more share the largest, with more false "maybe").
+   * A filter for a table of about `rows` rows now, with room for a million more: 2 MiB for an
+   * empty table, 16 MiB at most (past about 10 million rows, more of its answers are "maybe").
    *
    * @param rows Rows the table holds, or an upper estimate such as its largest rowid.
    * @returns An empty filter.
@@ -36,7 +35,7 @@ export class KeyHashFilter {
    * ```
    */
   static sizedFor(rows: number): KeyHashFilter {
-    let bits = MIN_BITS;
+    let bits = 32;
     while (bits < MAX_BITS && bits < (rows + 2 ** 20) * BITS_PER_ROW) bits *= 2;
     return new KeyHashFilter(bits);
   }

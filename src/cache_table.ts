@@ -102,7 +102,7 @@ const utf8Decoder = new TextDecoder();
  * Finds and writes thoughts in the table, with statements prepared once, and keeps a filter of
  * the key hashes it may hold: a get for a key never generated (every get of a first run) then
  * costs no SQLite lookup, and the write of a new row no delete. The filter is filled from the
- * index at construction (about 0.15 s for a million rows) and learns the rows of other
+ * index at construction (0.2 to 0.4 s for a million rows) and learns the rows of other
  * connections from `sync()`, by rowid order, the order this module writes them in.
  */
 export class ThoughtTable {
@@ -219,7 +219,7 @@ export class ThoughtTable {
 
   /**
    * Adds every hash of the index, a slice of the hash range at a time: each crosses into
-   * JavaScript as one string, not as a row object each (1 s for a million rows).
+   * JavaScript as one string, not as a row object each (1 to 2.4 s for a million rows).
    */
   #learnIndex(): void {
     const slice = this.#db.prepare(
