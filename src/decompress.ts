@@ -1,0 +1,307 @@
+/**
+ * Compressed input, decompressed while it streams: a 1 GB `.jsonl.gz` takes no more memory than
+ * a small file. Input that starts with gzip's magic bytes is decompressed whatever its name or
+ * content type says (no JSON text starts with byte 0x1f); a server body may also name gzip,
+ * deflate or brotli in `Content-Encoding`. Other compressed formats, known by their magic bytes,
+ * are reported, not read as text line by line.
+ *
+ * A stream that cannot be decompressed to its end (cut short, corrupt, trailing junk) is not an
+ * error of the stream: what came before it is kept, and the failure is handed to `onFault`, so
+ * the caller can account for the rest of the input as one reject.
+ *
+ * @module
+ */
+
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+
+/** A `Content-Encoding` cotfit decompresses. */
+export type ContentCoding = "gzip" | "deflate" | "br";
+
+/** Options of {@linkcode decompressStream}. */
+export interface DecompressOptions {
+  /**
+   * How the bytes are encoded: `"sniff"` decompresses gzip when the input starts with its magic
+   * bytes and passes anything else through.
+   *
+   * @default {"sniff"}
+   */
+  coding?: ContentCoding | "sniff";
+  /**
+   * Told why the rest of the input cannot be read (a compressed format cotfit does not read, or
+   * compressed data that breaks off); the output then ends with what was read before.
+   */
+  onFault(reason: string): void;
+}
+
+/** The magic bytes of compressed formats, with how to decompress what cotfit does not. */
+const OTHER_FORMATS: readonly { name: string; magic: readonly number[]; tool: string }[] = [
+  { name: "zstd", magic: [0x28, 0xb5, 0x2f, 0xfd], tool: "zstd -d" },
+  { name: "xz", magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], tool: "xz -d" },
+  { name: "bzip2", magic: [0x42, 0x5a, 0x68], tool: "bzip2 -d" },
+  { name: "zip", magic: [0x50, 0x4b, 0x03, 0x04], tool: "unzip" },
+];
+const GZIP_MAGIC = [0x1f, 0x8b];
+/** Enough bytes to tell every format above. */
+const SNIFF_BYTES = 6;
+/** Compressed bytes handed to the codec at once; see `decoderFor`. */
+const CODEC_PIECE_BYTES = 4 * 1024;
+
+/**
+ * Decompresses a byte stream as its options say; see the module doc.
+ *
+ * @param options The coding (or sniffing) and where a fault is reported.
+ * @returns A transform from the input's bytes to plain bytes.
+ *
+ * @example A gzip-compressed input is read as its text
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gzipSync } from "node:zlib";
+ * import { decompressStream } from "./decompress.ts";
+ *
+ * const faults: string[] = [];
+ * const plain = ReadableStream.from([gzipSync('{"a":1}\n')])
+ *   .pipeThrough(decompressStream({ onFault: (reason) => faults.push(reason) }));
+ * assert.equal(await new Response(plain).text(), '{"a":1}\n');
+ * assert.deepEqual(faults, []);
+ * ```
+ */
+export function decompressStream(
+  options: DecompressOptions,
+): ReadableWritablePair<Uint8Array, Uint8Array> {
+  const { coding = "sniff", onFault } = options;
+  if (coding !== "sniff") return decoderFor(coding, codecFault(coding, onFault));
+  const entry = new TransformStream<Uint8Array, Uint8Array>();
+  const input = entry.readable.getReader();
+  // Plain input is read from `input` itself: one hop more than no decompressor, not two.
+  let decoded: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let sniffed = false;
+  const readable = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sniffed) {
+        sniffed = true;
+        const { head, ended } = await readHead(input);
+        if (isGzip(head)) {
+          const rest = prepend(head, ended, input);
+          decoded = rest.pipeThrough(decoderFor("gzip", codecFault("gzip", onFault))).getReader();
+        } else {
+          const other = OTHER_FORMATS.find((format) => startsWith(head, format.magic));
+          if (other) {
+            onFault(
+              `the input is ${other.name}-compressed, which cotfit does not read: decompress it ` +
+                `first (${other.tool}); plain and gzip-compressed input are read as they are`,
+            );
+            await input.cancel().catch(() => {});
+            return controller.close();
+          }
+          if (head.length > 0) controller.enqueue(head);
+          if (ended) controller.close();
+          if (head.length > 0 || ended) return;
+        }
+      }
+      const { done, value } = await (decoded ?? input).read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return (decoded ?? input).cancel(reason);
+    },
+  }, { highWaterMark: 1 });
+  return { writable: entry.writable, readable };
+}
+
+/**
+ * Whether an input's first bytes are those of a compressed format {@linkcode decompressStream}
+ * decodes or reports; plain input known as such needs no decompressor at all.
+ *
+ * @param head The input's first bytes (six are enough).
+ * @returns `true` for gzip, zstd, xz, bzip2 or zip magic bytes.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gzipSync } from "node:zlib";
+ * import { looksCompressed } from "./decompress.ts";
+ *
+ * assert.equal(looksCompressed(gzipSync("{}")), true);
+ * assert.equal(looksCompressed(new TextEncoder().encode('{"a": 1}')), false);
+ * ```
+ */
+export function looksCompressed(head: Uint8Array): boolean {
+  return isGzip(head) || OTHER_FORMATS.some((format) => startsWith(head, format.magic));
+}
+
+/** Reads until {@linkcode SNIFF_BYTES} bytes or the end. */
+async function readHead(
+  input: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<{ head: Uint8Array; ended: boolean }> {
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  while (length < SNIFF_BYTES) {
+    const { done, value } = await input.read();
+    if (done) return { head: concat(parts, length), ended: true };
+    parts.push(value);
+    length += value.length;
+  }
+  return { head: concat(parts, length), ended: false };
+}
+
+/** `head`, then the rest of `input`, as one stream. */
+function prepend(
+  head: Uint8Array,
+  ended: boolean,
+  input: ReadableStreamDefaultReader<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (head.length > 0) controller.enqueue(head);
+      if (ended) controller.close();
+    },
+    async pull(controller) {
+      const { done, value } = await input.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return input.cancel(reason);
+    },
+  }, { highWaterMark: 1 });
+}
+
+/** The fault a codec's failure is reported as, by how much it decoded before. */
+function codecFault(
+  coding: ContentCoding,
+  onFault: (reason: string) => void,
+): (error: Error, decodedBytes: number) => void {
+  return (error, decodedBytes) =>
+    onFault(
+      decodedBytes === 0
+        ? `the input is not valid ${coding} data (${error.message})`
+        : `the ${coding} data breaks off (${error.message}): nothing after it could be read`,
+    );
+}
+
+/**
+ * A node:zlib decompressor as a stream pair. Not `Duplex.toWeb`: when the codec fails, that
+ * errors its readable side, which drops the output still queued, and the lines decoded before a
+ * corrupt tail must still be read. Here a failure ends the output after what was decoded, and
+ * the caller is told through `onCodecError`, with how many bytes were decoded before.
+ */
+function decoderFor(
+  coding: ContentCoding,
+  onCodecError: (error: Error, decodedBytes: number) => void,
+): ReadableWritablePair<Uint8Array, Uint8Array> {
+  // node:zlib rather than DecompressionStream: Deno's gzip DecompressionStream fails on a file of
+  // several gzip members one after another (what pigz, bgzip and `cat a.gz b.gz` write).
+  const codec = coding === "gzip"
+    ? createGunzip()
+    : coding === "deflate"
+    ? createInflate()
+    : createBrotliDecompress();
+  let failed: Error | null = null;
+  let decodedBytes = 0;
+  // Set when the input itself failed (or the reader left): that is not the codec's fault.
+  let aborted: { reason: unknown } | null = null;
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      // Once closed or errored, late events of the codec are ignored.
+      let done = false;
+      codec.on("data", (chunk: Uint8Array) => {
+        if (done) return;
+        decodedBytes += chunk.byteLength;
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        // Paused, the codec stops decoding once its own buffer fills: a small input chunk that
+        // inflates a thousandfold is not held whole.
+        if ((controller.desiredSize ?? 0) <= 0) codec.pause();
+      });
+      codec.on("end", () => {
+        if (!done) controller.close();
+        done = true;
+      });
+      codec.on("error", (error: Error) => {
+        failed = error;
+        if (done) return;
+        done = true;
+        if (aborted) return controller.error(aborted.reason);
+        onCodecError(error, decodedBytes);
+        controller.close();
+      });
+    },
+    pull() {
+      codec.resume();
+    },
+    cancel(reason) {
+      aborted = { reason };
+      codec.destroy();
+    },
+  }, { highWaterMark: 4 });
+  // Settles once the codec took `piece` or failed; the write callback may not come after a failure.
+  const feed = (piece: Uint8Array) =>
+    new Promise<void>((resolve) => {
+      const settle = () => {
+        codec.off("error", settle);
+        resolve();
+      };
+      codec.on("error", settle);
+      codec.write(piece, settle);
+    });
+  const writable = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      // In pieces: a failure drops the output of the piece it happens in, so a corrupt tail
+      // costs at most one piece's lines, not a whole read's.
+      for (let at = 0; at < chunk.length && failed === null; at += CODEC_PIECE_BYTES) {
+        await feed(chunk.subarray(at, at + CODEC_PIECE_BYTES));
+      }
+    },
+    close() {
+      if (failed) return;
+      return new Promise<void>((resolve) => {
+        const settle = () => {
+          codec.off("error", settle);
+          resolve();
+        };
+        codec.on("error", settle);
+        codec.end(settle);
+      });
+    },
+    abort(reason) {
+      aborted = { reason };
+      codec.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+    },
+  });
+  return { writable, readable };
+}
+
+/**
+ * Whether bytes start as gzip data does.
+ *
+ * @param head The first bytes of an input (two are enough).
+ * @returns `true` for gzip's magic bytes.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gzipSync } from "node:zlib";
+ * import { isGzip } from "./decompress.ts";
+ *
+ * assert.equal(isGzip(gzipSync("{}")), true);
+ * assert.equal(isGzip(new TextEncoder().encode("{}")), false);
+ * ```
+ */
+export function isGzip(head: Uint8Array): boolean {
+  return startsWith(head, GZIP_MAGIC);
+}
+
+function startsWith(bytes: Uint8Array, magic: readonly number[]): boolean {
+  return bytes.length >= magic.length && magic.every((byte, i) => bytes[i] === byte);
+}
+
+function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

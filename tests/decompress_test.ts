@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
+import { type ContentCoding, decompressStream } from "../src/decompress.ts";
+
+const encoder = new TextEncoder();
+
+/** Lines of distinct JSON records, `count` of them. */
+function jsonl(count: number): string {
+  let text = "";
+  for (let i = 0; i < count; i++) {
+    text += JSON.stringify({ id: i, text: `record ${i} ${i * i}` }) + "\n";
+  }
+  return text;
+}
+
+/** Feeds `bytes` in pieces of `size` (split anywhere, magic bytes included) and reads it all. */
+async function decode(
+  bytes: Uint8Array,
+  options: { coding?: ContentCoding | "sniff"; size?: number } = {},
+): Promise<{ text: string; faults: string[] }> {
+  const size = options.size ?? bytes.length;
+  const pieces: Uint8Array[] = [];
+  for (let at = 0; at < bytes.length; at += size) pieces.push(bytes.slice(at, at + size));
+  const faults: string[] = [];
+  const stream = ReadableStream.from(pieces)
+    .pipeThrough(decompressStream({ coding: options.coding, onFault: (r) => faults.push(r) }));
+  // ignoreBOM: a BOM is the input's own byte, kept for the line reader to drop.
+  const decoded = new Uint8Array(await new Response(stream).arrayBuffer());
+  return { text: new TextDecoder("utf-8", { ignoreBOM: true }).decode(decoded), faults };
+}
+
+Deno.test("decompressStream() passes plain input through byte for byte, split anywhere", async () => {
+  const text = "\uFEFF" + jsonl(50) + '{"last": "no newline, é"}';
+  for (const size of [1, 2, 5, 7, 4096]) {
+    assert.deepEqual(await decode(encoder.encode(text), { size }), { text, faults: [] }, `${size}`);
+  }
+  assert.deepEqual(await decode(new Uint8Array(0)), { text: "", faults: [] });
+  assert.deepEqual(await decode(encoder.encode("{")), { text: "{", faults: [] });
+});
+
+Deno.test("decompressStream() reads gzip by its magic bytes, several members included", async () => {
+  const text = jsonl(3000);
+  const gzip = gzipSync(text);
+  for (const size of [1, 1000, 65536]) {
+    assert.deepEqual(await decode(gzip, { size }), { text, faults: [] }, `${size}`);
+  }
+  // pigz, bgzip and `cat a.gz b.gz` write one member after another.
+  const members = [gzipSync(jsonl(10)), gzipSync("{}\n"), gzipSync(jsonl(2))];
+  const joined = new Uint8Array(members.reduce((sum, member) => sum + member.length, 0));
+  members.reduce((at, member) => (joined.set(member, at), at + member.length), 0);
+  assert.deepEqual(await decode(joined), { text: jsonl(10) + "{}\n" + jsonl(2), faults: [] });
+});
+
+Deno.test("decompressStream() decodes the coding it is told", async () => {
+  const text = jsonl(200);
+  const encoded: Record<ContentCoding, Uint8Array> = {
+    gzip: gzipSync(text),
+    deflate: deflateSync(text),
+    br: brotliCompressSync(text),
+  };
+  for (const [coding, bytes] of Object.entries(encoded) as [ContentCoding, Uint8Array][]) {
+    assert.deepEqual(await decode(bytes, { coding, size: 100 }), { text, faults: [] }, coding);
+  }
+  const plain = await decode(encoder.encode(text), { coding: "gzip" });
+  assert.equal(plain.text, "");
+  assert.deepEqual(plain.faults, ["the input is not valid gzip data (incorrect header check)"]);
+});
+
+Deno.test("decompressStream() keeps what was decoded before gzip data breaks off", async () => {
+  const text = jsonl(20_000);
+  const gzip = gzipSync(text);
+  const cut = await decode(gzip.subarray(0, gzip.length >> 1), { size: 65536 });
+  assert.ok(cut.text.length > text.length / 4, `${cut.text.length} of ${text.length} read`);
+  assert.ok(text.startsWith(cut.text));
+  assert.deepEqual(cut.faults, [
+    "the gzip data breaks off (unexpected end of file): nothing after it could be read",
+  ]);
+
+  // Junk after the last member: at most the last piece's lines are lost, never the file's.
+  const junk = new Uint8Array(gzip.length + 4);
+  junk.set(gzip);
+  junk.set(encoder.encode("junk"), gzip.length);
+  const tail = await decode(junk, { size: 65536 });
+  assert.ok(text.startsWith(tail.text));
+  assert.ok(tail.text.length > text.length - 64 * 1024, `${tail.text.length} of ${text.length}`);
+  assert.equal(tail.faults.length, 1);
+  assert.match(tail.faults[0], /^the gzip data breaks off \(/);
+});
+
+Deno.test("decompressStream() names other compressed formats instead of reading them as text", async () => {
+  const formats: [string, number[]][] = [
+    ["zstd", [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x04]],
+    ["xz", [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00]],
+    ["bzip2", [...encoder.encode("BZh91AY&SY")]],
+    ["zip", [0x50, 0x4b, 0x03, 0x04, 0x14, 0x00]],
+  ];
+  for (const [name, bytes] of formats) {
+    const { text, faults } = await decode(new Uint8Array([...bytes, 1, 2, 3]), { size: 2 });
+    assert.equal(text, "", name);
+    assert.equal(faults.length, 1, name);
+    assert.match(faults[0], new RegExp(`^the input is ${name}-compressed, which cotfit does not`));
+  }
+});
+
+Deno.test("decompressStream() errors with the input's own error, not a fault", async () => {
+  for (const head of [gzipSync(jsonl(100)).subarray(0, 40), encoder.encode('{"a":1}\n{"b"')]) {
+    const failure = new Error("client went away");
+    const input = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(head);
+        controller.error(failure);
+      },
+    });
+    const faults: string[] = [];
+    const output = input.pipeThrough(decompressStream({ onFault: (r) => faults.push(r) }));
+    await assert.rejects(new Response(output).text(), (error) => error === failure);
+    assert.deepEqual(faults, []);
+  }
+});
