@@ -34,6 +34,7 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { isLoopbackHost, type Options } from "./src/config.ts";
+import type { ContentCoding } from "./src/decompress.ts";
 import { createEngine, type Engine } from "./src/engine.ts";
 import { EXIT } from "./src/run.ts";
 import { requireBearerToken } from "./src/server_auth.ts";
@@ -197,6 +198,16 @@ export function createApp(appOptions: AppOptions): Hono {
           "application/x-ndjson, application/jsonl or text/plain",
       );
     }
+    const coding = contentCoding(request.headers.get("content-encoding"));
+    if (coding === null) {
+      counters.error("unsupported_media_type");
+      return jsonError(
+        415,
+        `Cannot read content encoding ${
+          JSON.stringify(request.headers.get("content-encoding")!.slice(0, 100))
+        }: send the body as is, or as gzip, deflate or br`,
+      );
+    }
     const query = readQuery(new URL(request.url).searchParams, options);
     if (typeof query === "string") {
       counters.error("bad_request");
@@ -222,6 +233,7 @@ export function createApp(appOptions: AppOptions): Hono {
       requestConcurrency: options.requestConcurrency,
       historyTokens: options.historyTokens,
       maxLineBytes: options.maxLineBytes,
+      coding,
       stop,
       halt,
       health,
@@ -376,6 +388,21 @@ function readQuery(params: URLSearchParams, options: AppSettings): RephraseQuery
     },
     omitRejects: rejects === "omit",
   };
+}
+
+/**
+ * The one coding a `Content-Encoding` names (`identity` aside), `"sniff"` for none, `null` for one
+ * cotfit cannot decode or several in a row.
+ */
+function contentCoding(header: string | null): ContentCoding | "sniff" | null {
+  if (header === null) return "sniff";
+  const codings = header.split(",").map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== "" && coding !== "identity");
+  if (codings.length === 0) return "sniff";
+  if (codings.length > 1) return null;
+  const [coding] = codings;
+  if (coding === "gzip" || coding === "x-gzip") return "gzip";
+  return coding === "deflate" || coding === "br" ? coding : null;
 }
 
 function mediaType(contentType: string): string {

@@ -28,12 +28,15 @@ export class InputError extends TypeError {
   }
 }
 
-const RECORD_FILE = /\.(jsonl|json)$/i;
+// Gzip-compressed inputs (`data.jsonl.gz`) are read as their text and written uncompressed.
+const RECORD_FILE = /\.(jsonl|json)(\.gz)?$/i;
+const GZIP_SUFFIX = /\.gz$/i;
 const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
 
 /**
  * Lists the inputs: a file maps to `OUT/<base name>`, a directory to every `.jsonl`/`.json`
- * below it (sorted, recursively) at the same relative path under `OUT`, `-` to stdout.
+ * (or `.jsonl.gz`/`.json.gz`) below it (sorted, recursively) at the same relative path under
+ * `OUT`, `-` to stdout. A `.gz` input's output drops the `.gz`: it is written uncompressed.
  * Output paths that collide, or an output that would overwrite its input, are usage errors.
  *
  * @param inputs Paths as given on the command line or in the config.
@@ -79,7 +82,9 @@ export async function planInputs(
       const files = await listRecordFiles(resolve(input), outRoot);
       // A run that reads nothing and says "0 written" looks like success: say why instead.
       if (files.length === 0) {
-        throw new InputError(`no .jsonl or .json file in "${input}" (outputs of cotfit excluded)`);
+        throw new InputError(
+          `no .jsonl or .json file in "${input}" (nor a .gz of one; outputs of cotfit excluded)`,
+        );
       }
       for (const file of files) {
         plans.push(planFile(file, join(outRoot, relative(resolve(input), file))));
@@ -108,12 +113,13 @@ export async function planInputs(
   return plans;
 }
 
-function planFile(input: string, output: string): InputPlan {
+function planFile(input: string, compressedOutput: string): InputPlan {
+  const output = compressedOutput.replace(GZIP_SUFFIX, "");
   return {
     input,
     output,
     rejects: output.replace(/\.(jsonl|json)$/i, "") + ".rejects.jsonl",
-    format: /\.json$/i.test(input) ? "auto" : "jsonl",
+    format: /\.json$/i.test(input.replace(GZIP_SUFFIX, "")) ? "auto" : "jsonl",
   };
 }
 

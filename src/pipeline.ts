@@ -2,7 +2,8 @@
  * The cotfit pipeline, shared by the CLI and the server: bytes in, ordered outcomes out.
  *
  * ```
- * bytes -> record texts (lines.ts) -> blank lines skipped -> limit/sample -> ordered window:
+ * bytes -> decompressed (decompress.ts) -> record texts (lines.ts) -> blank lines skipped ->
+ *   limit/sample -> ordered window:
  *   parse (records.ts) -> plan turns (turns.ts) -> thoughts (generate.ts) -> assemble
  * ```
  *
@@ -11,6 +12,7 @@
  * @module
  */
 
+import { type ContentCoding, decompressStream } from "./decompress.ts";
 import type { ThoughtWriter } from "./generate.ts";
 import { recordTextStream } from "./lines.ts";
 import { mapOrdered } from "./pool.ts";
@@ -58,6 +60,13 @@ export interface PipelineOptions {
   maxLineBytes?: number;
   /** `"auto"` also accepts a JSON array of records (used for `.json` files). @default {"jsonl"} */
   format?: "jsonl" | "auto";
+  /**
+   * How the bytes are compressed (a server body's `Content-Encoding`); `"sniff"` reads gzip when
+   * the input starts with its magic bytes, else plain text; `"identity"` is plain text, known.
+   *
+   * @default {"sniff"}
+   */
+  coding?: ContentCoding | "sniff" | "identity";
   /** Keep only the first N records. */
   limit?: number | null;
   /** Keep a uniform random sample of exactly N records (needs the whole input before output). */
@@ -74,7 +83,8 @@ export interface PipelineOptions {
 
 /**
  * Rephrases a byte stream of records into outcomes, one per non-blank line, in input order.
- * Bad records and turns without a valid thought become `reject` outcomes; only
+ * Bad records and turns without a valid thought become `reject` outcomes, and so does compressed
+ * data that breaks off (one reject, on the line after the last one read); only
  * {@linkcode UpstreamFatalError} and aborts error the stream.
  *
  * @param options Framing, the thought writer and limits.
@@ -85,9 +95,14 @@ export function rephraseStream(options: PipelineOptions): {
   writable: WritableStream<Uint8Array>;
 } {
   const texts = recordTextStream({ maxLineBytes: options.maxLineBytes, format: options.format });
-  let selected: ReadableStream<Line> = texts.readable.pipeThrough(
-    skipBlank(options.onBlank, options.stop),
-  );
+  let fault: string | null = null;
+  // Plain input the caller already knows as such skips the decompressor's stream hops.
+  const bytes = options.coding === "identity" ? null : decompressStream({
+    coding: options.coding,
+    onFault: (reason) => void (fault ??= reason),
+  });
+  let selected: ReadableStream<Line> = (bytes ? bytes.readable.pipeThrough(texts) : texts.readable)
+    .pipeThrough(skipBlank({ onBlank: options.onBlank, stop: options.stop, fault: () => fault }));
   if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
   if (options.sample) {
     selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
@@ -100,19 +115,29 @@ export function rephraseStream(options: PipelineOptions): {
       ready: options.admit,
     }),
   );
-  return { readable, writable: texts.writable };
+  return { readable, writable: bytes?.writable ?? texts.writable };
 }
 
+/**
+ * Drops blank lines (counting them), and after the last line adds the decompression fault, if
+ * any, as the next line's error. One stage for both: every stage is a hop per record.
+ */
 function skipBlank(
-  onBlank?: (line: number) => void,
-  stop?: AbortSignal,
+  hooks: { onBlank?: (line: number) => void; stop?: AbortSignal; fault: () => string | null },
 ): TransformStream<Line, Line> {
+  const { onBlank, stop, fault } = hooks;
+  let last = 0;
   return new TransformStream({
     transform(line, controller) {
+      last = line.line;
       // Input already split into lines may sit in buffers: stop here, not only at the source.
       if (stop?.aborted) controller.terminate();
       else if ("text" in line && line.text.trim() === "") onBlank?.(line.line);
       else controller.enqueue(line);
+    },
+    flush(controller) {
+      const error = fault();
+      if (error !== null) controller.enqueue({ line: last + 1, error, preview: "" });
     },
   });
 }

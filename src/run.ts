@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import type { Options } from "./config.ts";
+import { decompressStream, looksCompressed } from "./decompress.ts";
 import { createEngine, type Engine } from "./engine.ts";
 import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
@@ -182,6 +183,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
     format: plan.format,
+    coding: plan.input === "-" || await isCompressedFile(plan.input) ? "sniff" : "identity",
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
     onBlank: () => meter.addRecord("skipped"),
@@ -271,7 +273,9 @@ async function runCachePath(options: Options): Promise<string | null> {
 async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
   let total = 0;
   for (const plan of plans) {
-    if (plan.input === "-" || plan.format === "auto") return null;
+    if (plan.input === "-" || plan.format === "auto" || await isCompressedFile(plan.input)) {
+      return null;
+    }
     total += await countLines(plan.input);
   }
   return total;
@@ -283,10 +287,28 @@ function selectedTotal(total: number | null, options: Options): number | null {
   return total === null ? cap : Math.min(total, cap);
 }
 
-async function startsWithArray(path: string): Promise<boolean> {
+/** Whether a file starts as compressed data; plain files then skip the decompressor. */
+async function isCompressedFile(path: string): Promise<boolean> {
   using file = await Deno.open(path);
-  const head = new Uint8Array(4096);
+  const head = new Uint8Array(8);
   const read = await file.read(head);
-  const text = new TextDecoder().decode(head.subarray(0, read ?? 0)).replace(/^\uFEFF/, "");
-  return text.trimStart().startsWith("[");
+  return looksCompressed(head.subarray(0, read ?? 0));
+}
+
+async function startsWithArray(path: string): Promise<boolean> {
+  const file = await Deno.open(path);
+  // Through the decompressor, as the records are read: a `.json.gz` array is an array too.
+  const reader = file.readable.pipeThrough(decompressStream({ onFault() {} }))
+    .pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (text.trimStart().replace(/^\uFEFF/, "").length === 0) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return text.replace(/^\uFEFF/, "").trimStart().startsWith("[");
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { ContentCoding } from "./decompress.ts";
 import type { Engine } from "./engine.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { rephraseStream } from "./pipeline.ts";
@@ -44,6 +45,12 @@ export interface RephraseOptions {
   historyTokens?: number;
   /** @default {16 MiB} */
   maxLineBytes?: number;
+  /**
+   * The body's `Content-Encoding`; `"sniff"` reads gzip by its magic bytes, else plain text.
+   *
+   * @default {"sniff"}
+   */
+  coding?: ContentCoding | "sniff";
   /** Graceful shutdown: stop reading a body still arriving; the records read so far finish. */
   stop?: AbortSignal;
   /** Forced shutdown: abort this request's LLM calls and end its output. */
@@ -153,6 +160,7 @@ export function rephraseBody(
     historyTokens: options.historyTokens,
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
+    coding: options.coding,
     signal: abort.signal,
     stop: stopReading.signal,
     onBlank: () => meter.addRecord("skipped"),

@@ -25,18 +25,19 @@ export interface CliResult {
  * Runs `main.ts` with the given arguments in a subprocess, as a user would.
  *
  * @param args CLI arguments.
- * @param options Text for stdin, extra environment.
+ * @param options Text (or bytes) for stdin, extra environment.
  * @returns Exit code, stdout and stderr.
  */
 export async function runCli(
   args: string[],
-  options: { stdin?: string; env?: Record<string, string> } = {},
+  options: { stdin?: string | Uint8Array; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   const command = cliCommand(args, { ...options, stdin: options.stdin !== undefined });
   const child = command.spawn();
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
+    const { stdin } = options;
+    await writer.write(typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin);
     await writer.close();
   }
   const { code, stdout, stderr } = await child.output();

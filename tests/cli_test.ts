@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import {
   answerOf,
   convertArgs,
@@ -222,6 +223,59 @@ Deno.test("cli: broken lines go to rejects with line and reason, the rest is wri
   assert.equal(rejects[0].raw, "{not json");
   assert.match(result.stderr, /2 written, 7 rejected, 1 skipped/);
   assert.equal(fake.stats.requests, 1, "identical records are generated once");
+});
+
+Deno.test("cli: gzip inputs are read as their text and written plain; a cut one keeps its start", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const root = await tempTree({});
+  await Deno.mkdir(join(root, "in"));
+  const text = SHAREGPT.map((record) => JSON.stringify(record)).join("\n") + "\n";
+  await Deno.writeFile(join(root, "in/data.jsonl.gz"), gzipSync(text));
+  const pretty = JSON.stringify(SHAREGPT.slice(0, 2), null, 2);
+  await Deno.writeFile(join(root, "in/array.json.gz"), gzipSync(pretty));
+  const many = Array.from({ length: 400 }, (_, i) =>
+    JSON.stringify({
+      id: i,
+      conversations: [{ from: "human", value: `Q${i}?` }, { from: "gpt", value: `A${i}.` }],
+    })).join("\n") + "\n";
+  const gzip = gzipSync(many);
+  await Deno.writeFile(join(root, "in/cut.jsonl.gz"), gzip.subarray(0, gzip.length >> 1));
+
+  const result = await runCli(convertArgs(join(root, "in"), join(root, "out"), fake.url));
+  assert.equal(result.code, 1, result.stderr);
+  const thoughts = thoughtsFrom(fake.bodies);
+  const data = parseJsonl(await Deno.readTextFile(join(root, "out/data.jsonl")));
+  assert.deepEqual(data, SHAREGPT.map((record) => withThoughts(record, thoughts)));
+  const array = JSON.parse(await Deno.readTextFile(join(root, "out/array.json")));
+  assert.deepEqual(array, SHAREGPT.slice(0, 2).map((record) => withThoughts(record, thoughts)));
+  await assert.rejects(() => Deno.stat(join(root, "out/data.jsonl.gz")), Deno.errors.NotFound);
+
+  // The cut file: every line before the break is written (or rejected, if the break cut it),
+  // and one reject on the next line says the rest could not be read.
+  const written = parseJsonl(await Deno.readTextFile(join(root, "out/cut.jsonl"))) as Json[];
+  const rejects = parseJsonl(
+    await Deno.readTextFile(join(root, "out/cut.rejects.jsonl")),
+  ) as Json[];
+  const fault = rejects.at(-1)!;
+  assert.equal(fault.file, join(root, "in/cut.jsonl.gz"));
+  assert.match(
+    String(fault.reason),
+    /^the gzip data breaks off \(unexpected end of file\): nothing after it could be read$/,
+  );
+  assert.ok(written.length > 50, `${written.length} records before the break`);
+  assert.deepEqual(written.map((record) => record.id), [...written.keys()]);
+  assert.equal(written.length + rejects.length - 1, Number(fault.line) - 1);
+  assert.match(
+    result.stderr,
+    new RegExp(`${written.length + 5} written, ${rejects.length} rejected`),
+  );
+
+  // Gzip on stdin is read too.
+  const piped = await runCli(["-", "--base-url", fake.url, "--model", "m", "-q"], {
+    stdin: gzipSync(text),
+  });
+  assert.equal(piped.code, 0, piped.stderr);
+  assert.deepEqual(parseJsonl(piped.stdout), data);
 });
 
 Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {

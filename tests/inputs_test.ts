@@ -25,6 +25,43 @@ Deno.test("planInputs() maps a directory recursively to the same relative names"
   ]);
 });
 
+Deno.test("planInputs() takes gzip inputs and names their outputs without .gz", async () => {
+  const root = await tree({
+    "in/a.jsonl.gz": "",
+    "in/b.JSON.GZ": "",
+    "in/c.txt.gz": "",
+    "in/d.jsonl": "",
+    "in/d.jsonl.gz": "",
+  });
+  await assert.rejects(
+    () => planInputs([join(root, "in")], join(root, "out")),
+    (error: InputError) =>
+      error instanceof InputError && /d\.jsonl\.gz" would both write/.test(error.message),
+  );
+  await Deno.remove(join(root, "in/d.jsonl.gz"));
+  const plans = await planInputs([join(root, "in")], join(root, "out"));
+  assert.deepEqual(plans.map((p) => [p.input, p.output, p.rejects, p.format]), [
+    [
+      join(root, "in/a.jsonl.gz"),
+      join(root, "out/a.jsonl"),
+      join(root, "out/a.rejects.jsonl"),
+      "jsonl",
+    ],
+    [
+      join(root, "in/b.JSON.GZ"),
+      join(root, "out/b.JSON"),
+      join(root, "out/b.rejects.jsonl"),
+      "auto",
+    ],
+    [
+      join(root, "in/d.jsonl"),
+      join(root, "out/d.jsonl"),
+      join(root, "out/d.rejects.jsonl"),
+      "jsonl",
+    ],
+  ]);
+});
+
 Deno.test("planInputs() maps a file to its base name and - to stdout", async () => {
   const root = await tree({ "deep/x.jsonl": "" });
   const plans = await planInputs([join(root, "deep/x.jsonl"), "-"], join(root, "out"));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { createApp, serve } from "../server.ts";
 import { type Options, resolveOptions } from "../src/config.ts";
 import { createEngine, type Engine } from "../src/engine.ts";
@@ -242,6 +243,56 @@ Deno.test("createApp() refuses bad query parameters and non-JSONL content types"
   const metrics = await metricsOf(server);
   assert.match(metrics, /^cotfit_request_errors_total\{kind="bad_request"\} 2$/m);
   assert.match(metrics, /^cotfit_request_errors_total\{kind="unsupported_media_type"\} 1$/m);
+});
+
+Deno.test("createApp() reads compressed bodies: Content-Encoding, or gzip by its magic bytes", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  await using server = await startServer(serveOptions(fake));
+  const records = [sharegpt("z", 1), sharegpt("z", 2)];
+  const text = records.map((record) => JSON.stringify(record)).join("\n") + "\n";
+  // Copied: node:zlib's Buffers are not a fetch BodyInit to the type checker.
+  const bodies: [HeadersInit, Uint8Array<ArrayBuffer>][] = [
+    [{ "content-encoding": "gzip" }, new Uint8Array(gzipSync(text))],
+    [{ "content-encoding": "x-gzip" }, new Uint8Array(gzipSync(text))],
+    [{}, new Uint8Array(gzipSync(text))],
+    [{ "content-encoding": "identity" }, new Uint8Array(gzipSync(text))],
+    [{ "content-encoding": "deflate" }, new Uint8Array(deflateSync(text))],
+    [{ "content-encoding": "BR" }, new Uint8Array(brotliCompressSync(text))],
+  ];
+  for (const [headers, body] of bodies) {
+    const response = await server.request("/v1/rephrase", { method: "POST", headers, body });
+    assert.equal(response.status, 200, JSON.stringify(headers));
+    const lines = parseLines(await response.text());
+    assert.deepEqual(
+      lines.map((line) => (line.conversations as Json[])[1].value),
+      records.map((record) => rewritten(record, fake)),
+      JSON.stringify(headers),
+    );
+  }
+  assert.equal(fake.stats.requests, 2, "the same records, generated once");
+
+  for (const coding of ["zstd", "gzip, gzip", "compress"]) {
+    const response = await server.request("/v1/rephrase", {
+      method: "POST",
+      headers: { "content-encoding": coding },
+      body: new Uint8Array(gzipSync(text)),
+    });
+    assert.equal(response.status, 415, coding);
+    assert.match((await response.json()).error.message, /^Cannot read content encoding "/);
+  }
+
+  // A body cut in the middle of its gzip data: the lines before, then one error line.
+  const long = Array.from({ length: 300 }, (_, i) => JSON.stringify(sharegpt("c", i))).join("\n");
+  const gzip = gzipSync(long);
+  const cut = await server.request("/v1/rephrase", {
+    method: "POST",
+    body: new Uint8Array(gzip.subarray(0, gzip.length >> 1)),
+  });
+  const lines = parseLines(await cut.text());
+  const last = lines.at(-1)!.error as Json;
+  assert.match(String(last.message), /^the gzip data breaks off \(unexpected end of file\)/);
+  assert.equal(last.line, lines.length);
+  assert.ok(lines.filter((line) => "id" in line).length > 50);
 });
 
 Deno.test("createApp() requires the bearer token when one is set", async () => {
