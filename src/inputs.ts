@@ -18,6 +18,11 @@ export interface InputPlan {
   readonly rejects: string | null;
   /** `.json` files may hold one JSON array of records. */
   readonly format: "jsonl" | "auto";
+  /**
+   * A regular file, which may be read more than once (to count lines, to look at its first
+   * bytes); stdin, a named pipe or `<(command)` can be read once only.
+   */
+  readonly regular: boolean;
 }
 
 /** A usage problem with the inputs or the output directory. */
@@ -60,7 +65,7 @@ export async function planInputs(
   }
   for (const input of inputs) {
     if (input === "-") {
-      plans.push({ input, output: null, rejects: null, format: "jsonl" });
+      plans.push({ input, output: null, rejects: null, format: "jsonl", regular: false });
       continue;
     }
     if (outRoot === null) {
@@ -87,10 +92,10 @@ export async function planInputs(
         );
       }
       for (const file of files) {
-        plans.push(planFile(file, join(outRoot, relative(resolve(input), file))));
+        plans.push(planFile(file, join(outRoot, relative(resolve(input), file)), true));
       }
     } else {
-      plans.push(planFile(input, join(outRoot, basename(input))));
+      plans.push(planFile(input, join(outRoot, basename(input)), info.isFile));
     }
   }
   const seen = new Map<string, string>();
@@ -113,13 +118,14 @@ export async function planInputs(
   return plans;
 }
 
-function planFile(input: string, compressedOutput: string): InputPlan {
+function planFile(input: string, compressedOutput: string, regular: boolean): InputPlan {
   const output = compressedOutput.replace(GZIP_SUFFIX, "");
   return {
     input,
     output,
     rejects: output.replace(/\.(jsonl|json)$/i, "") + ".rejects.jsonl",
     format: /\.json$/i.test(input.replace(GZIP_SUFFIX, "")) ? "auto" : "jsonl",
+    regular,
   };
 }
 

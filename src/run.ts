@@ -152,7 +152,8 @@ interface ConvertContext {
 async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
   const { options, env, engine, progress } = context;
   const { meter } = engine;
-  const isArray = plan.format === "auto" && await startsWithArray(plan.input);
+  // A pipe cannot be looked at before it is read: its records are read, written as JSONL.
+  const isArray = plan.format === "auto" && plan.regular && await startsWithArray(plan.input);
   const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
   const out: TextSink = context.dryRun
     ? nullSink()
@@ -183,7 +184,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
     format: plan.format,
-    coding: plan.input === "-" || await isCompressedFile(plan.input) ? "sniff" : "identity",
+    coding: plan.regular && !await isCompressedFile(plan.input) ? "identity" : "sniff",
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
     onBlank: () => meter.addRecord("skipped"),
@@ -273,9 +274,8 @@ async function runCachePath(options: Options): Promise<string | null> {
 async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
   let total = 0;
   for (const plan of plans) {
-    if (plan.input === "-" || plan.format === "auto" || await isCompressedFile(plan.input)) {
-      return null;
-    }
+    // A pipe read twice would lose its records to the count.
+    if (!plan.regular || plan.format === "auto" || await isCompressedFile(plan.input)) return null;
     total += await countLines(plan.input);
   }
   return total;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import {
   answerOf,
+  cliCommand,
   convertArgs,
   expectedThought,
   lastPrompt,
@@ -276,6 +277,36 @@ Deno.test("cli: gzip inputs are read as their text and written plain; a cut one 
   });
   assert.equal(piped.code, 0, piped.stderr);
   assert.deepEqual(parseJsonl(piped.stdout), data);
+});
+
+Deno.test("cli: a named pipe, as <(command) gives, is read once and every record written", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const root = await tempTree({});
+  const text = SHAREGPT.map((record) => JSON.stringify(record)).join("\n") + "\n";
+  for (
+    const [name, bytes] of [["plain", new TextEncoder().encode(text)], [
+      "gzip",
+      gzipSync(text),
+    ]] as const
+  ) {
+    const fifo = join(root, `${name}.jsonl`);
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+    const child = cliCommand(convertArgs(fifo, join(root, "out"), fake.url)).spawn();
+    // A CLI that opens the pipe twice waits for a second writer forever: fail, do not hang.
+    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    // Opening a pipe to write waits for its reader: the CLI.
+    let wrote = false;
+    const writing = Deno.writeFile(fifo, bytes).then(() => void (wrote = true));
+    const result = await child.output();
+    clearTimeout(killer);
+    if (!wrote) (await Deno.open(fifo)).close(); // be the reader the writer still waits for
+    await writing;
+    assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+    const written = parseJsonl(await Deno.readTextFile(join(root, `out/${name}.jsonl`)));
+    const thoughts = thoughtsFrom(fake.bodies);
+    assert.deepEqual(written, SHAREGPT.map((record) => withThoughts(record, thoughts)), name);
+  }
 });
 
 Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {
