@@ -41,8 +41,6 @@ const OTHER_FORMATS: readonly { name: string; magic: readonly number[]; tool: st
   { name: "zip", magic: [0x50, 0x4b, 0x03, 0x04], tool: "unzip" },
 ];
 const GZIP_MAGIC = [0x1f, 0x8b];
-/** Enough bytes to tell every format above. */
-const SNIFF_BYTES = 6;
 /** Compressed bytes handed to the codec at once; see `decoderFor`. */
 const CODEC_PIECE_BYTES = 4 * 1024;
 
@@ -130,19 +128,29 @@ export function looksCompressed(head: Uint8Array): boolean {
   return isGzip(head) || OTHER_FORMATS.some((format) => startsWith(head, format.magic));
 }
 
-/** Reads until {@linkcode SNIFF_BYTES} bytes or the end. */
+/**
+ * Reads until the first bytes tell the format: most input is told by its first byte (`{`, `[`, a
+ * space, a BOM), so a server's first line is not held back for more bytes to arrive.
+ */
 async function readHead(
   input: ReadableStreamDefaultReader<Uint8Array>,
 ): Promise<{ head: Uint8Array; ended: boolean }> {
   const parts: Uint8Array[] = [];
   let length = 0;
-  while (length < SNIFF_BYTES) {
+  do {
     const { done, value } = await input.read();
     if (done) return { head: concat(parts, length), ended: true };
     parts.push(value);
     length += value.length;
-  }
+  } while (mayStillBeMagic(concat(parts, length)));
   return { head: concat(parts, length), ended: false };
+}
+
+/** Whether `head` is too short to tell: it begins some format's magic bytes without all of them. */
+function mayStillBeMagic(head: Uint8Array): boolean {
+  return [GZIP_MAGIC, ...OTHER_FORMATS.map((format) => format.magic)].some((magic) =>
+    head.length < magic.length && head.every((byte, i) => byte === magic[i])
+  );
 }
 
 /** `head`, then the rest of `input`, as one stream. */

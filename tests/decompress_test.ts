@@ -38,6 +38,27 @@ Deno.test("decompressStream() passes plain input through byte for byte, split an
   assert.deepEqual(await decode(encoder.encode("{")), { text: "{", faults: [] });
 });
 
+Deno.test("decompressStream() passes a short first chunk on before any more bytes come", async () => {
+  // A server's client may send one short line and wait for its answer before sending more.
+  for (const first of ["{}\n", "[", " ", "\uFEFF"]) {
+    const input = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode(first));
+      },
+    });
+    const reader = input.pipeThrough(decompressStream({ onFault() {} })).getReader();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const read = await Promise.race([
+      reader.read(),
+      new Promise<"waiting">((resolve) => timer = setTimeout(() => resolve("waiting"), 2000)),
+    ]);
+    clearTimeout(timer);
+    assert.notEqual(read, "waiting", JSON.stringify(first));
+    assert.deepEqual(read, { done: false, value: encoder.encode(first) });
+    await reader.cancel();
+  }
+});
+
 Deno.test("decompressStream() reads gzip by its magic bytes, several members included", async () => {
   const text = jsonl(3000);
   const gzip = gzipSync(text);
