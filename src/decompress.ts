@@ -247,9 +247,13 @@ function decoderFor(
     new Promise<void>((resolve) => {
       const settle = () => {
         codec.off("error", settle);
+        codec.off("close", settle);
         resolve();
       };
+      if (codec.destroyed) return resolve();
       codec.on("error", settle);
+      // Cancelled while this piece was in: the codec is destroyed and will not call back.
+      codec.on("close", settle);
       codec.write(piece, settle);
     });
   const writable = new WritableStream<Uint8Array>({
@@ -257,11 +261,14 @@ function decoderFor(
       // In pieces: a failure drops the output of the piece it happens in, so a corrupt tail
       // costs at most one piece's lines, not a whole read's.
       for (let at = 0; at < chunk.length && failed === null; at += CODEC_PIECE_BYTES) {
+        // Nobody reads any more (`--limit` reached, a client gone): stop the input, or a
+        // destroyed codec, which never calls back, would hold the writer forever.
+        if (aborted) throw aborted.reason;
         await feed(chunk.subarray(at, at + CODEC_PIECE_BYTES));
       }
     },
     close() {
-      if (failed) return;
+      if (failed || aborted || codec.destroyed) return;
       return new Promise<void>((resolve) => {
         const settle = () => {
           codec.off("error", settle);

@@ -108,6 +108,39 @@ Deno.test("decompressStream() keeps what was decoded before gzip data breaks off
   assert.match(tail.faults[0], /^the gzip data breaks off \(/);
 });
 
+Deno.test("decompressStream() stops reading its input once its reader cancels", async () => {
+  // What `--limit` does: a reader that has enough cancels, and the file must not be read on.
+  for (const coding of ["sniff", "gzip"] as const) {
+    const gzip = gzipSync(jsonl(100_000));
+    const chunks = Math.ceil(gzip.length / 65536);
+    let pulled = 0;
+    let cancelled = false;
+    const input = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled === chunks) return controller.close();
+        controller.enqueue(gzip.slice(pulled * 65536, ++pulled * 65536));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const pair = decompressStream({ coding, onFault() {} });
+    const piping = input.pipeTo(pair.writable).then(() => "read to the end", () => "stopped");
+    const reader = pair.readable.getReader();
+    assert.equal((await reader.read()).done, false);
+    await reader.cancel(new Error("enough"));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      piping,
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("still reading"), 5000)),
+    ]);
+    clearTimeout(timer);
+    assert.equal(outcome, "stopped", coding);
+    assert.ok(cancelled, coding);
+    assert.ok(pulled < chunks, `${coding}: ${pulled} of ${chunks} chunks read`);
+  }
+});
+
 Deno.test("decompressStream() names other compressed formats instead of reading them as text", async () => {
   const formats: [string, number[]][] = [
     ["zstd", [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x04]],
