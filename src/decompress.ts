@@ -3,7 +3,8 @@
  * a small file. Input that starts with gzip's magic bytes is decompressed whatever its name or
  * content type says (no JSON text starts with byte 0x1f); a server body may also name gzip,
  * deflate or brotli in `Content-Encoding`. Other compressed formats, known by their magic bytes,
- * are reported, not read as text line by line.
+ * are reported, not read as text line by line. UTF-16 text, known by its byte order mark, is
+ * transcoded to UTF-8 (`src/utf16.ts`).
  *
  * A stream that cannot be decompressed to its end (cut short, corrupt, trailing junk) is not an
  * error of the stream: what came before it is kept, and the failure is handed to `onFault`, so
@@ -13,6 +14,7 @@
  */
 
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { utf16Bom, utf16ToUtf8 } from "./utf16.ts";
 
 /** A `Content-Encoding` cotfit decompresses. */
 export type ContentCoding = "gzip" | "deflate" | "br";
@@ -41,6 +43,7 @@ const OTHER_FORMATS: readonly { name: string; magic: readonly number[]; tool: st
   { name: "zip", magic: [0x50, 0x4b, 0x03, 0x04], tool: "unzip" },
 ];
 const GZIP_MAGIC = [0x1f, 0x8b];
+const UTF16_BOMS = [[0xff, 0xfe], [0xfe, 0xff]];
 /** Compressed bytes handed to the codec at once; see `decoderFor`. */
 const CODEC_PIECE_BYTES = 4 * 1024;
 
@@ -78,9 +81,13 @@ export function decompressStream(
       if (!sniffed) {
         sniffed = true;
         const { head, ended } = await readHead(input);
+        const utf16 = utf16Bom(head);
         if (isGzip(head)) {
           const rest = prepend(head, ended, input);
           decoded = rest.pipeThrough(decoderFor("gzip", codecFault("gzip", onFault))).getReader();
+        } else if (utf16 !== null) {
+          decoded = prepend(head, ended, input).pipeThrough(utf16ToUtf8(utf16, onFault))
+            .getReader();
         } else {
           const other = OTHER_FORMATS.find((format) => startsWith(head, format.magic));
           if (other) {
@@ -108,24 +115,26 @@ export function decompressStream(
 }
 
 /**
- * Whether an input's first bytes are those of a compressed format {@linkcode decompressStream}
- * decodes or reports; plain input known as such needs no decompressor at all.
+ * Whether an input's first bytes call for {@linkcode decompressStream}: a compressed format it
+ * decodes or reports, or UTF-16 text; plain UTF-8 known as such needs no such stage at all.
  *
  * @param head The input's first bytes (six are enough).
- * @returns `true` for gzip, zstd, xz, bzip2 or zip magic bytes.
+ * @returns `true` for gzip, zstd, xz, bzip2 or zip magic bytes, or a UTF-16 byte order mark.
  *
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
  * import { gzipSync } from "node:zlib";
- * import { looksCompressed } from "./decompress.ts";
+ * import { needsDecoding } from "./decompress.ts";
  *
- * assert.equal(looksCompressed(gzipSync("{}")), true);
- * assert.equal(looksCompressed(new TextEncoder().encode('{"a": 1}')), false);
+ * assert.equal(needsDecoding(gzipSync("{}")), true);
+ * assert.equal(needsDecoding(new Uint8Array([0xff, 0xfe, 0x7b, 0x00])), true);
+ * assert.equal(needsDecoding(new TextEncoder().encode('{"a": 1}')), false);
  * ```
  */
-export function looksCompressed(head: Uint8Array): boolean {
-  return isGzip(head) || OTHER_FORMATS.some((format) => startsWith(head, format.magic));
+export function needsDecoding(head: Uint8Array): boolean {
+  return isGzip(head) || utf16Bom(head) !== null ||
+    OTHER_FORMATS.some((format) => startsWith(head, format.magic));
 }
 
 /**
@@ -148,7 +157,7 @@ async function readHead(
 
 /** Whether `head` is too short to tell: it begins some format's magic bytes without all of them. */
 function mayStillBeMagic(head: Uint8Array): boolean {
-  return [GZIP_MAGIC, ...OTHER_FORMATS.map((format) => format.magic)].some((magic) =>
+  return [GZIP_MAGIC, ...UTF16_BOMS, ...OTHER_FORMATS.map((format) => format.magic)].some((magic) =>
     head.length < magic.length && head.every((byte, i) => byte === magic[i])
   );
 }

@@ -9,7 +9,7 @@
 
 import { join } from "node:path";
 import type { Options } from "./config.ts";
-import { decompressStream, looksCompressed } from "./decompress.ts";
+import { decompressStream, needsDecoding } from "./decompress.ts";
 import { createEngine, type Engine } from "./engine.ts";
 import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
@@ -184,7 +184,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
     format: plan.format,
-    coding: plan.regular && !await isCompressedFile(plan.input) ? "identity" : "sniff",
+    coding: plan.regular && !await needsDecoder(plan.input) ? "identity" : "sniff",
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
     onBlank: () => meter.addRecord("skipped"),
@@ -275,7 +275,7 @@ async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
   let total = 0;
   for (const plan of plans) {
     // A pipe read twice would lose its records to the count.
-    if (!plan.regular || plan.format === "auto" || await isCompressedFile(plan.input)) return null;
+    if (!plan.regular || plan.format === "auto" || await needsDecoder(plan.input)) return null;
     total += await countLines(plan.input);
   }
   return total;
@@ -287,12 +287,12 @@ function selectedTotal(total: number | null, options: Options): number | null {
   return total === null ? cap : Math.min(total, cap);
 }
 
-/** Whether a file starts as compressed data; plain files then skip the decompressor. */
-async function isCompressedFile(path: string): Promise<boolean> {
+/** Whether a file starts as compressed data or UTF-16; plain files skip the decompressor. */
+async function needsDecoder(path: string): Promise<boolean> {
   using file = await Deno.open(path);
   const head = new Uint8Array(8);
   const read = await file.read(head);
-  return looksCompressed(head.subarray(0, read ?? 0));
+  return needsDecoding(head.subarray(0, read ?? 0));
 }
 
 async function startsWithArray(path: string): Promise<boolean> {

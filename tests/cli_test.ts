@@ -279,6 +279,25 @@ Deno.test("cli: gzip inputs are read as their text and written plain; a cut one 
   assert.deepEqual(parseJsonl(piped.stdout), data);
 });
 
+Deno.test("cli: a UTF-16 file (Windows PowerShell 5's redirect) is read as its text, written UTF-8", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const text = SHAREGPT.map((record) => JSON.stringify(record)).join("\n") + "\r\n";
+  const bytes = new Uint8Array(2 + 2 * text.length);
+  bytes.set([0xff, 0xfe]);
+  for (let i = 0; i < text.length; i++) {
+    new DataView(bytes.buffer).setUint16(2 + 2 * i, text.charCodeAt(i), true);
+  }
+  const root = await tempTree({});
+  await Deno.writeFile(join(root, "windows.jsonl"), bytes);
+  const result = await runCli(
+    convertArgs(join(root, "windows.jsonl"), join(root, "out"), fake.url),
+  );
+  assert.equal(result.code, 0, result.stderr);
+  const written = await Deno.readTextFile(join(root, "out/windows.jsonl"));
+  const thoughts = thoughtsFrom(fake.bodies);
+  assert.deepEqual(parseJsonl(written), SHAREGPT.map((record) => withThoughts(record, thoughts)));
+});
+
 Deno.test("cli: a named pipe, as <(command) gives, is read once and every record written", async () => {
   await using fake = await startFakeOpenAI({ recordBodies: true });
   const root = await tempTree({});
