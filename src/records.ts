@@ -81,7 +81,7 @@ const INSTRUCTION_FORMATS = [
   { answer: "response", extra: "context" }, // Dolly
 ] as const;
 
-type ListShape = Exclude<TurnShape, "instruction">;
+type ListShape = Exclude<TurnShape, "instruction" | "pairs">;
 
 const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = {
   sharegpt: { role: "from", text: "value" },
@@ -161,6 +161,16 @@ export function parseRecord(text: string, line: number): Conversation {
   }
   const list = own(record, listKey) as unknown[];
   if (list.length === 0) throw new RecordError(line, "conversation has no turns");
+  if (isObject(list[0]) && isPair(list[0])) {
+    return {
+      line,
+      shape: "pairs",
+      listKey,
+      record,
+      system: systemPrompt,
+      turns: readPairs(list, line),
+    };
+  }
 
   let shape: ListShape | null = null;
   const turns: Turn[] = [];
@@ -290,6 +300,7 @@ export function assembleRecord(
   if (conversation.shape === "instruction") {
     return assembleInstruction(conversation, thoughts, framing);
   }
+  if (conversation.shape === "pairs") return assemblePairs(conversation, thoughts, framing);
   const list = own(record, listKey);
   if (!Array.isArray(list)) {
     throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not an array`);
@@ -492,6 +503,69 @@ function shapeOf(turn: Record<string, unknown>): ListShape | null {
   if (Object.hasOwn(turn, "from")) return "sharegpt";
   if (Object.hasOwn(turn, "role")) return "openai";
   return null;
+}
+
+/** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */
+function isPair(element: Record<string, unknown>): boolean {
+  return Object.hasOwn(element, "input") && Object.hasOwn(element, "output") &&
+    !Object.hasOwn(element, "from") && !Object.hasOwn(element, "role");
+}
+
+/** `{input, output}` pairs as turns: pair i is user turn 2i and its answer, turn 2i + 1. */
+function readPairs(list: readonly unknown[], line: number): Turn[] {
+  const turns: Turn[] = [];
+  for (let at = 0; at < list.length; at++) {
+    const pair = list[at];
+    const number = at + 1;
+    if (!isObject(pair)) {
+      throw new RecordError(line, `pair ${number} is not an object (found ${describe(pair)})`);
+    }
+    if (!isPair(pair)) {
+      throw new RecordError(line, `pair ${number} is not an {input, output} pair like pair 1`);
+    }
+    for (const key of ["input", "output"]) {
+      const text = own(pair, key);
+      if (typeof text !== "string") {
+        throw new RecordError(
+          line,
+          `pair ${number}: "${key}" must be a string (found ${describe(text)})`,
+        );
+      }
+      turns.push({
+        index: 2 * at + (key === "input" ? 0 : 1),
+        role: key === "input" ? "user" : "assistant",
+        name: key,
+        text,
+      });
+    }
+  }
+  return turns;
+}
+
+/** A `pairs` record with its thoughts in the outputs (turn 2i + 1 is pair i's output). */
+function assemblePairs(
+  conversation: Conversation,
+  thoughts: ReadonlyMap<number, string>,
+  framing: Framing,
+): string {
+  const { record, listKey, line } = conversation;
+  const list = own(record, listKey);
+  const pairs = Array.isArray(list) ? list.slice() : [];
+  for (const [index, thought] of thoughts) {
+    const at = (index - 1) / 2;
+    const pair: unknown = pairs[at];
+    const answer = Number.isInteger(at) && isObject(pair) ? own(pair, "output") : undefined;
+    if (typeof answer !== "string") {
+      throw new RangeError(
+        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
+      );
+    }
+    pairs[at] = {
+      ...(pair as Record<string, unknown>),
+      output: composeAnswer(framing, thought, answer),
+    };
+  }
+  return JSON.stringify({ ...record, [listKey]: pairs });
 }
 
 /** The normalised turn. */

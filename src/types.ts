@@ -34,11 +34,12 @@ export interface Turn {
 }
 
 /**
- * Record shape: turns as ShareGPT `{from, value}` or OpenAI `{role, content}`, or a flat
- * `instruction` record (Alpaca `instruction`/`input`/`output`, Dolly
- * `instruction`/`context`/`response`) read as one user turn and its answer.
+ * Record shape: turns as ShareGPT `{from, value}` or OpenAI `{role, content}`, `{input, output}`
+ * pairs (Capybara's `conversation`), each a user turn and its answer, or a flat `instruction`
+ * record (Alpaca `instruction`/`input`/`output`, Dolly `instruction`/`context`/`response`) read
+ * as one user turn and its answer.
  */
-export type TurnShape = "sharegpt" | "openai" | "instruction";
+export type TurnShape = "sharegpt" | "openai" | "pairs" | "instruction";
 
 /** A parsed, validated input record. */
 export interface Conversation {

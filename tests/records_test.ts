@@ -609,3 +609,56 @@ Deno.test("parseRecord() rejects an Alpaca history that is not a list of pairs",
   );
   assert.equal(parseRecord(JSON.stringify({ ...base, history: null }), 1).turns.length, 2);
 });
+
+Deno.test("parseRecord() and assembleRecord() read and write Capybara's {input, output} pairs", () => {
+  const text = JSON.stringify({
+    source: "Airoboros",
+    conversation: [
+      { input: "2+2?", output: "4", rating: 5 },
+      { input: "Hi", output: "" },
+      { input: "And 3+3?", output: "6" },
+    ],
+    id: 9,
+  });
+  const conversation = parseRecord(text, 1);
+  assert.equal(conversation.shape, "pairs");
+  assert.deepEqual(
+    conversation.turns.map((turn) => [turn.index, turn.role, turn.name, turn.text]),
+    [
+      [0, "user", "input", "2+2?"],
+      [1, "assistant", "output", "4"],
+      [2, "user", "input", "Hi"],
+      [3, "assistant", "output", ""],
+      [4, "user", "input", "And 3+3?"],
+      [5, "assistant", "output", "6"],
+    ],
+  );
+  const written = assembleRecord(conversation, new Map([[1, "Add."], [5, "Add again."]]), framing);
+  assert.deepEqual(Object.keys(JSON.parse(written)), ["source", "conversation", "id"]);
+  assert.deepEqual(JSON.parse(written), {
+    ...JSON.parse(text),
+    conversation: [
+      { input: "2+2?", output: composeAnswer(framing, "Add.", "4"), rating: 5 },
+      { input: "Hi", output: "" },
+      { input: "And 3+3?", output: composeAnswer(framing, "Add again.", "6") },
+    ],
+  });
+  assert.throws(() => assembleRecord(conversation, new Map([[2, "x"]]), framing), RangeError);
+});
+
+Deno.test("parseRecord() rejects {input, output} pairs that are not all such pairs of strings", () => {
+  const pair = { input: "q", output: "a" };
+  assertRejects(
+    record([pair, { from: "human", value: "x" }], "conversation"),
+    "pair 2 is not an {input, output} pair like pair 1",
+  );
+  assertRejects(record([pair, "text"], "conversation"), "pair 2 is not an object (found a string)");
+  assertRejects(
+    record([{ input: "q", output: null }], "conversation"),
+    'pair 1: "output" must be a string (found null)',
+  );
+  assertRejects(
+    record([{ input: 3, output: "a" }], "conversation"),
+    'pair 1: "input" must be a string (found a number)',
+  );
+});
