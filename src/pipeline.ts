@@ -137,14 +137,15 @@ function skipBlank(
     },
     flush(controller) {
       const error = fault();
-      if (error !== null) controller.enqueue({ line: last + 1, error, preview: "" });
+      if (error !== null) controller.enqueue({ line: last + 1, error, preview: "", final: true });
     },
   });
 }
 
 async function processLine(line: Line, options: PipelineOptions): Promise<Outcome> {
   if (!("text" in line)) {
-    return { kind: "reject", line: line.line, reason: line.error, raw: line.preview };
+    const { error: reason, preview: raw, final } = line;
+    return { kind: "reject", line: line.line, reason, raw, ...(final && { final }) };
   }
   const reject = (reason: string): Outcome => ({
     kind: "reject",

@@ -85,7 +85,9 @@ interface Ending {
  * cancelling the output (the client went away) aborts this request's LLM calls. When the output
  * ends early it ends with `{"error": {"message": "...", "fatal": true}}`: the upstream refused
  * the key or model (`upstream refused: ...`), stayed down through every retry
- * (`upstream unavailable: ...`), the body could not be read, or the server is shutting down.
+ * (`upstream unavailable: ...`), the body could not be read, its compressed or UTF-16 data broke
+ * off (that line also has the `line` where reading stopped, and comes with `rejects=omit` too), or
+ * the server is shutting down.
  *
  * @example Usage
  * ```ts
@@ -212,6 +214,9 @@ export function rephraseBody(
     options.onEnd?.(kind);
   }
 
+  // Set when the body's compressed or UTF-16 data broke off (a `final` reject).
+  let brokenBody = false;
+
   function errorLine(error: Record<string, unknown>): Uint8Array {
     return encoder.encode(JSON.stringify({ error }) + "\n");
   }
@@ -245,7 +250,7 @@ export function rephraseBody(
             out.enqueue(errorLine({ message, fatal: true }));
           }
           out.close();
-          finish(stopReading.signal.aborted ? "shutting_down" : null);
+          finish(stopReading.signal.aborted ? "shutting_down" : brokenBody ? "body_error" : null);
           return;
         }
         const outcome = next.value;
@@ -257,6 +262,12 @@ export function rephraseBody(
           return;
         }
         meter.addRecord("rejected");
+        if (outcome.final) {
+          // The body's data broke off: the output stops here and says so, rejects=omit or not.
+          brokenBody = true;
+          out.enqueue(errorLine({ line: outcome.line, message: outcome.reason, fatal: true }));
+          continue;
+        }
         if (!omitRejects) {
           out.enqueue(errorLine({ line: outcome.line, message: outcome.reason }));
           return;

@@ -17,6 +17,8 @@ export type Line =
     readonly error: string;
     /** The start of the raw text, cut, for the rejects file. */
     readonly preview: string;
+    /** Nothing after this line could be read: compressed or UTF-16 data broke off here. */
+    readonly final?: true;
   };
 
 /** A turn's role after normalisation (`human` -> `user`, `gpt` -> `assistant`...). */
@@ -99,4 +101,6 @@ export type Outcome =
     readonly reason: string;
     /** The raw input text, cut when huge. */
     readonly raw: string;
+    /** Nothing after this line could be read (see {@linkcode Line}). */
+    readonly final?: true;
   };

@@ -281,18 +281,29 @@ Deno.test("createApp() reads compressed bodies: Content-Encoding, or gzip by its
     assert.match((await response.json()).error.message, /^Cannot read content encoding "/);
   }
 
-  // A body cut in the middle of its gzip data: the lines before, then one error line.
+  // A body cut in the middle of its gzip data: the lines before, then a fatal line saying so,
+  // even when the client asked for no error lines.
   const long = Array.from({ length: 300 }, (_, i) => JSON.stringify(sharegpt("c", i))).join("\n");
   const gzip = gzipSync(long);
-  const cut = await server.request("/v1/rephrase", {
-    method: "POST",
-    body: new Uint8Array(gzip.subarray(0, gzip.length >> 1)),
-  });
-  const lines = parseLines(await cut.text());
-  const last = lines.at(-1)!.error as Json;
-  assert.match(String(last.message), /^the gzip data breaks off \(unexpected end of file\)/);
-  assert.equal(last.line, lines.length);
-  assert.ok(lines.filter((line) => "id" in line).length > 50);
+  const ends: [number, number][] = [];
+  for (const path of ["/v1/rephrase", "/v1/rephrase?rejects=omit"]) {
+    const cut = await server.request(path, {
+      method: "POST",
+      body: new Uint8Array(gzip.subarray(0, gzip.length >> 1)),
+    });
+    const lines = parseLines(await cut.text());
+    const last = lines.at(-1)!.error as Json;
+    assert.match(String(last.message), /^the gzip data breaks off \(unexpected end of file\)/);
+    assert.equal(last.fatal, true, path);
+    const records = lines.filter((line) => "id" in line).length;
+    assert.ok(records > 50, `${records} records before the break`);
+    if (!path.endsWith("omit")) assert.equal(last.line, lines.length);
+    ends.push([records, Number(last.line)]);
+  }
+  // With omit, the line the break cut in two is left out; the fatal line never is.
+  assert.deepEqual(ends[1], ends[0]);
+  const metrics = await metricsOf(server);
+  assert.match(metrics, /^cotfit_request_errors_total\{kind="body_error"\} 2$/m);
 });
 
 Deno.test("createApp() requires the bearer token when one is set", async () => {
