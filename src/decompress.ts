@@ -22,8 +22,8 @@ export type ContentCoding = "gzip" | "deflate" | "br";
 /** Options of {@linkcode decompressStream}. */
 export interface DecompressOptions {
   /**
-   * How the bytes are encoded: `"sniff"` decompresses gzip when the input starts with its magic
-   * bytes and passes anything else through.
+   * How the bytes are encoded: `"sniff"` decompresses gzip and transcodes UTF-16 when the input
+   * starts with their magic bytes or byte order mark, and passes anything else through.
    *
    * @default {"sniff"}
    */

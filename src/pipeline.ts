@@ -61,8 +61,8 @@ export interface PipelineOptions {
   /** `"auto"` also accepts a JSON array of records (used for `.json` files). @default {"jsonl"} */
   format?: "jsonl" | "auto";
   /**
-   * How the bytes are compressed (a server body's `Content-Encoding`); `"sniff"` reads gzip when
-   * the input starts with its magic bytes, else plain text; `"identity"` is plain text, known.
+   * How the bytes are encoded (a server body's `Content-Encoding`): `"sniff"` tells gzip and UTF-16
+   * by their first bytes (see `decompress.ts`), else reads UTF-8; `"identity"` is UTF-8, known.
    *
    * @default {"sniff"}
    */
@@ -83,8 +83,8 @@ export interface PipelineOptions {
 
 /**
  * Rephrases a byte stream of records into outcomes, one per non-blank line, in input order.
- * Bad records and turns without a valid thought become `reject` outcomes, and so does compressed
- * data that breaks off (one reject, on the line after the last one read); only
+ * Bad records and turns without a valid thought become `reject` outcomes, and so does compressed or
+ * UTF-16 data that breaks off (one `final` reject, on the line after the last one read); only
  * {@linkcode UpstreamFatalError} and aborts error the stream.
  *
  * @param options Framing, the thought writer and limits.

@@ -46,7 +46,7 @@ export interface RephraseOptions {
   /** @default {16 MiB} */
   maxLineBytes?: number;
   /**
-   * The body's `Content-Encoding`; `"sniff"` reads gzip by its magic bytes, else plain text.
+   * The body's `Content-Encoding`; `"sniff"` tells gzip and UTF-16 by their first bytes.
    *
    * @default {"sniff"}
    */
