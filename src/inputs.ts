@@ -129,18 +129,35 @@ function planFile(input: string, compressedOutput: string, regular: boolean): In
   };
 }
 
+/**
+ * The record files below `dir`, links followed: a Hugging Face hub snapshot is a folder of links
+ * to content-named blobs, so its files are found by their links' names. A folder reached twice
+ * (a link back up the tree) is walked once.
+ */
 async function listRecordFiles(dir: string, skip: string): Promise<string[]> {
   const found: string[] = [];
+  const skipReal = await Deno.realPath(skip).catch(() => skip);
+  const walked = new Set<string>();
   async function walk(current: string) {
-    if (current === skip) return;
+    const real = await Deno.realPath(current);
+    if (current === skip || real === skipReal || walked.has(real)) return;
+    walked.add(real);
     const entries: Deno.DirEntry[] = [];
     for await (const entry of Deno.readDir(current)) entries.push(entry);
     for (const entry of entries) {
       const path = join(current, entry.name);
-      if (entry.isDirectory) await walk(path);
-      else if (entry.isFile && RECORD_FILE.test(entry.name) && !OUR_OUTPUTS.test(entry.name)) {
-        found.push(path);
+      const wanted = RECORD_FILE.test(entry.name) && !OUR_OUTPUTS.test(entry.name);
+      let { isDirectory, isFile } = entry;
+      if (entry.isSymlink) {
+        const target = await Deno.stat(path).catch(() => null);
+        if (target === null) {
+          if (wanted) throw new InputError(`Cannot read input "${path}": it links to nothing`);
+          continue;
+        }
+        ({ isDirectory, isFile } = target);
       }
+      if (isDirectory) await walk(path);
+      else if (isFile && wanted) found.push(path);
     }
   }
   await walk(dir);

@@ -62,6 +62,28 @@ Deno.test("planInputs() takes gzip inputs and names their outputs without .gz", 
   ]);
 });
 
+Deno.test("planInputs() follows links: a Hugging Face snapshot's files are found by their names", async () => {
+  const root = await tree({ "blobs/9f86d0": "", "blobs/60303a": "", "other/c.jsonl": "" });
+  await Deno.mkdir(join(root, "snapshots/rev/sub"), { recursive: true });
+  await Deno.symlink("../../blobs/9f86d0", join(root, "snapshots/rev/train.jsonl"));
+  await Deno.symlink("../../../blobs/60303a", join(root, "snapshots/rev/sub/test.jsonl"));
+  await Deno.symlink(join(root, "other"), join(root, "snapshots/rev/linked"));
+  await Deno.symlink(join(root, "snapshots"), join(root, "snapshots/rev/up")); // a loop
+  const plans = await planInputs([join(root, "snapshots/rev")], join(root, "out"));
+  assert.deepEqual(plans.map((p) => [p.input, p.output, p.regular]), [
+    [join(root, "snapshots/rev/linked/c.jsonl"), join(root, "out/linked/c.jsonl"), true],
+    [join(root, "snapshots/rev/sub/test.jsonl"), join(root, "out/sub/test.jsonl"), true],
+    [join(root, "snapshots/rev/train.jsonl"), join(root, "out/train.jsonl"), true],
+  ]);
+
+  await Deno.symlink(join(root, "nowhere"), join(root, "snapshots/rev/gone.jsonl"));
+  await assert.rejects(
+    () => planInputs([join(root, "snapshots/rev")], join(root, "out")),
+    (error: InputError) =>
+      error instanceof InputError && /gone\.jsonl": it links to nothing$/.test(error.message),
+  );
+});
+
 Deno.test("planInputs() maps a file to its base name and - to stdout", async () => {
   const root = await tree({ "deep/x.jsonl": "" });
   const plans = await planInputs([join(root, "deep/x.jsonl"), "-"], join(root, "out"));
