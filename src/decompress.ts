@@ -35,12 +35,24 @@ export interface DecompressOptions {
   onFault(reason: string): void;
 }
 
-/** The magic bytes of compressed formats, with how to decompress what cotfit does not. */
-const OTHER_FORMATS: readonly { name: string; magic: readonly number[]; tool: string }[] = [
-  { name: "zstd", magic: [0x28, 0xb5, 0x2f, 0xfd], tool: "zstd -d" },
-  { name: "xz", magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], tool: "xz -d" },
-  { name: "bzip2", magic: [0x42, 0x5a, 0x68], tool: "bzip2 -d" },
-  { name: "zip", magic: [0x50, 0x4b, 0x03, 0x04], tool: "unzip" },
+/** How to turn Parquet, what the Hugging Face hub serves most datasets as, into JSONL. */
+export const PARQUET_TO_JSONL = `duckdb -c "COPY 'in.parquet' TO 'out.jsonl'"`;
+
+/** Formats cotfit does not read, by their magic bytes, with what to do instead. */
+const OTHER_FORMATS: readonly { magic: readonly number[]; what: string; instead: string }[] = [
+  { magic: [0x28, 0xb5, 0x2f, 0xfd], what: "zstd-compressed", instead: "decompress it (zstd -d)" },
+  {
+    magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00],
+    what: "xz-compressed",
+    instead: "decompress it (xz -d)",
+  },
+  { magic: [0x42, 0x5a, 0x68], what: "bzip2-compressed", instead: "decompress it (bzip2 -d)" },
+  { magic: [0x50, 0x4b, 0x03, 0x04], what: "zip-compressed", instead: "decompress it (unzip)" },
+  {
+    magic: [0x50, 0x41, 0x52, 0x31],
+    what: "a Parquet file",
+    instead: `convert it to JSONL (${PARQUET_TO_JSONL})`,
+  },
 ];
 const GZIP_MAGIC = [0x1f, 0x8b];
 const UTF16_BOMS = [[0xff, 0xfe], [0xfe, 0xff]];
@@ -92,8 +104,8 @@ export function decompressStream(
           const other = OTHER_FORMATS.find((format) => startsWith(head, format.magic));
           if (other) {
             onFault(
-              `the input is ${other.name}-compressed, which cotfit does not read: decompress it ` +
-                `first (${other.tool}); plain and gzip-compressed input are read as they are`,
+              `the input is ${other.what}, which cotfit does not read: ${other.instead} first; ` +
+                "JSONL and JSON, plain or gzip-compressed, are read as they are",
             );
             await input.cancel().catch(() => {});
             return controller.close();
@@ -119,7 +131,8 @@ export function decompressStream(
  * decodes or reports, or UTF-16 text; plain UTF-8 known as such needs no such stage at all.
  *
  * @param head The input's first bytes (six are enough).
- * @returns `true` for gzip, zstd, xz, bzip2 or zip magic bytes, or a UTF-16 byte order mark.
+ * @returns `true` for gzip, zstd, xz, bzip2, zip or Parquet magic bytes, or a UTF-16 byte order
+ *   mark.
  *
  * @example Usage
  * ```ts

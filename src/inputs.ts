@@ -7,6 +7,7 @@
  */
 
 import { basename, join, relative, resolve } from "node:path";
+import { PARQUET_TO_JSONL } from "./decompress.ts";
 
 /** One input and where its results go. */
 export interface InputPlan {
@@ -84,16 +85,25 @@ export async function planInputs(
             "inputs; choose another -o",
         );
       }
-      const files = await listRecordFiles(resolve(input), outRoot);
+      const { files, parquet } = await listRecordFiles(resolve(input), outRoot);
       // A run that reads nothing and says "0 written" looks like success: say why instead.
       if (files.length === 0) {
         throw new InputError(
-          `no .jsonl or .json file in "${input}" (nor a .gz of one; outputs of cotfit excluded)`,
+          `no .jsonl or .json file in "${input}" (nor a .gz of one; outputs of cotfit excluded)` +
+            (parquet > 0
+              ? `; its ${parquet} .parquet file${parquet === 1 ? " is" : "s are"} not read: ` +
+                `convert ${parquet === 1 ? "it" : "them"} to JSONL first (${PARQUET_TO_JSONL})`
+              : ""),
         );
       }
       for (const file of files) {
         plans.push(planFile(file, join(outRoot, relative(resolve(input), file)), true));
       }
+    } else if (/\.parquet$/i.test(input)) {
+      throw new InputError(
+        `Cannot read input "${input}": cotfit does not read Parquet; convert it to JSONL first ` +
+          `(${PARQUET_TO_JSONL})`,
+      );
     } else {
       plans.push(planFile(input, join(outRoot, basename(input)), info.isFile));
     }
@@ -134,8 +144,13 @@ function planFile(input: string, compressedOutput: string, regular: boolean): In
  * to content-named blobs, so its files are found by their links' names. A folder reached twice
  * (a link back up the tree) is walked once.
  */
-async function listRecordFiles(dir: string, skip: string): Promise<string[]> {
+async function listRecordFiles(
+  dir: string,
+  skip: string,
+): Promise<{ files: string[]; parquet: number }> {
   const found: string[] = [];
+  // Counted to say why a folder of them has nothing to read.
+  let parquet = 0;
   const skipReal = await Deno.realPath(skip).catch(() => skip);
   const walked = new Set<string>();
   async function walk(current: string) {
@@ -158,8 +173,9 @@ async function listRecordFiles(dir: string, skip: string): Promise<string[]> {
       }
       if (isDirectory) await walk(path);
       else if (isFile && wanted) found.push(path);
+      else if (isFile && /\.parquet$/i.test(entry.name)) parquet++;
     }
   }
   await walk(dir);
-  return found.sort();
+  return { files: found.sort(), parquet };
 }

@@ -117,6 +117,19 @@ Deno.test("planInputs() refuses a directory with no record file, or that is the 
       error instanceof InputError && error.message.startsWith("no .jsonl or .json file in"),
   );
   await assert.rejects(() => planInputs([join(root, "done")], join(root, "out")), /no \.jsonl/);
+  // A Hugging Face download is often Parquet: say so rather than only "nothing here".
+  const hf = await tree({ "data/train-00000-of-00002.parquet": "", "data/test.parquet": "" });
+  await assert.rejects(
+    () => planInputs([hf], join(hf, "out")),
+    (error: InputError) =>
+      error instanceof InputError &&
+      /^no \.jsonl or \.json file in .*; its 2 \.parquet files are not read: convert them to JSONL/
+        .test(error.message),
+  );
+  await assert.rejects(
+    () => planInputs([join(hf, "data/test.parquet")], join(hf, "out")),
+    /^InputError: Cannot read input ".*test\.parquet": cotfit does not read Parquet; convert it/,
+  );
   await assert.rejects(
     () => planInputs([join(root, "in")], join(root, "in")),
     (error: InputError) =>
