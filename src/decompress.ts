@@ -14,6 +14,7 @@
  */
 
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { concat } from "./lines.ts";
 import { utf16Bom, utf16ToUtf8 } from "./utf16.ts";
 
 /** A `Content-Encoding` cotfit decompresses. */
@@ -55,7 +56,13 @@ const OTHER_FORMATS: readonly { magic: readonly number[]; what: string; instead:
   },
 ];
 const GZIP_MAGIC = [0x1f, 0x8b];
-const UTF16_BOMS = [[0xff, 0xfe], [0xfe, 0xff]];
+/** Every start of input that is not plain UTF-8 text. */
+const KNOWN_STARTS: readonly (readonly number[])[] = [
+  GZIP_MAGIC,
+  [0xff, 0xfe], // UTF-16 LE byte order mark
+  [0xfe, 0xff], // UTF-16 BE
+  ...OTHER_FORMATS.map((format) => format.magic),
+];
 /** Compressed bytes handed to the codec at once; see `decoderFor`. */
 const CODEC_PIECE_BYTES = 4 * 1024;
 
@@ -94,7 +101,7 @@ export function decompressStream(
         sniffed = true;
         const { head, ended } = await readHead(input);
         const utf16 = utf16Bom(head);
-        if (isGzip(head)) {
+        if (startsWith(head, GZIP_MAGIC)) {
           const rest = prepend(head, ended, input);
           decoded = rest.pipeThrough(decoderFor("gzip", codecFault("gzip", onFault))).getReader();
         } else if (utf16 !== null) {
@@ -146,8 +153,7 @@ export function decompressStream(
  * ```
  */
 export function needsDecoding(head: Uint8Array): boolean {
-  return isGzip(head) || utf16Bom(head) !== null ||
-    OTHER_FORMATS.some((format) => startsWith(head, format.magic));
+  return KNOWN_STARTS.some((magic) => startsWith(head, magic));
 }
 
 /**
@@ -170,7 +176,7 @@ async function readHead(
 
 /** Whether `head` is too short to tell: it begins some format's magic bytes without all of them. */
 function mayStillBeMagic(head: Uint8Array): boolean {
-  return [GZIP_MAGIC, ...UTF16_BOMS, ...OTHER_FORMATS.map((format) => format.magic)].some((magic) =>
+  return KNOWN_STARTS.some((magic) =>
     head.length < magic.length && head.every((byte, i) => byte === magic[i])
   );
 }
@@ -264,19 +270,18 @@ function decoderFor(
       codec.destroy();
     },
   }, { highWaterMark: 4 });
-  // Settles once the codec took `piece` or failed; the write callback may not come after a failure.
-  const feed = (piece: Uint8Array) =>
+  // The write and end callbacks do not come once the codec failed or was destroyed.
+  const untilCodec = (start: (done: () => void) => void) =>
     new Promise<void>((resolve) => {
+      if (codec.destroyed) return resolve();
       const settle = () => {
         codec.off("error", settle);
         codec.off("close", settle);
         resolve();
       };
-      if (codec.destroyed) return resolve();
       codec.on("error", settle);
-      // Cancelled while this piece was in: the codec is destroyed and will not call back.
       codec.on("close", settle);
-      codec.write(piece, settle);
+      start(settle);
     });
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
@@ -286,19 +291,13 @@ function decoderFor(
         // Nobody reads any more (`--limit` reached, a client gone): stop the input, or a
         // destroyed codec, which never calls back, would hold the writer forever.
         if (aborted) throw aborted.reason;
-        await feed(chunk.subarray(at, at + CODEC_PIECE_BYTES));
+        const piece = chunk.subarray(at, at + CODEC_PIECE_BYTES);
+        await untilCodec((done) => codec.write(piece, done));
       }
     },
     close() {
-      if (failed || aborted || codec.destroyed) return;
-      return new Promise<void>((resolve) => {
-        const settle = () => {
-          codec.off("error", settle);
-          resolve();
-        };
-        codec.on("error", settle);
-        codec.end(settle);
-      });
+      if (failed || aborted) return;
+      return untilCodec((done) => codec.end(done));
     },
     abort(reason) {
       aborted = { reason };
@@ -308,37 +307,6 @@ function decoderFor(
   return { writable, readable };
 }
 
-/**
- * Whether bytes start as gzip data does.
- *
- * @param head The first bytes of an input (two are enough).
- * @returns `true` for gzip's magic bytes.
- *
- * @example Usage
- * ```ts
- * import assert from "node:assert/strict";
- * import { gzipSync } from "node:zlib";
- * import { isGzip } from "./decompress.ts";
- *
- * assert.equal(isGzip(gzipSync("{}")), true);
- * assert.equal(isGzip(new TextEncoder().encode("{}")), false);
- * ```
- */
-export function isGzip(head: Uint8Array): boolean {
-  return startsWith(head, GZIP_MAGIC);
-}
-
 function startsWith(bytes: Uint8Array, magic: readonly number[]): boolean {
   return bytes.length >= magic.length && magic.every((byte, i) => bytes[i] === byte);
-}
-
-function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

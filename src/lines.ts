@@ -310,8 +310,22 @@ class SpanBuffer {
   }
 }
 
-/** A new array with the first `limit` bytes of `parts`. */
-function concat(parts: readonly Uint8Array[], limit: number): Uint8Array {
+/**
+ * A new array with the first `limit` bytes of `parts`.
+ *
+ * @param parts The byte runs, in order.
+ * @param limit The most bytes kept.
+ * @returns Their bytes, joined.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { concat } from "./lines.ts";
+ *
+ * assert.deepEqual(concat([new Uint8Array([1, 2]), new Uint8Array([3])], 2), new Uint8Array([1, 2]));
+ * ```
+ */
+export function concat(parts: readonly Uint8Array[], limit: number): Uint8Array {
   let length = 0;
   for (const part of parts) length += part.length;
   const result = new Uint8Array(Math.min(length, limit));
