@@ -37,6 +37,7 @@ export class InputError extends TypeError {
 // Gzip-compressed inputs (`data.jsonl.gz`) are read as their text and written uncompressed.
 const RECORD_FILE = /\.(jsonl|json)(\.gz)?$/i;
 const GZIP_SUFFIX = /\.gz$/i;
+const PARQUET_FILE = /\.parquet$/i;
 const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
 
 /**
@@ -99,7 +100,7 @@ export async function planInputs(
       for (const file of files) {
         plans.push(planFile(file, join(outRoot, relative(resolve(input), file)), true));
       }
-    } else if (/\.parquet$/i.test(input)) {
+    } else if (PARQUET_FILE.test(input)) {
       throw new InputError(
         `Cannot read input "${input}": cotfit does not read Parquet; convert it to JSONL first ` +
           `(${PARQUET_TO_JSONL})`,
@@ -173,7 +174,7 @@ async function listRecordFiles(
       }
       if (isDirectory) await walk(path);
       else if (isFile && wanted) found.push(path);
-      else if (isFile && /\.parquet$/i.test(entry.name)) parquet++;
+      else if (isFile && PARQUET_FILE.test(entry.name)) parquet++;
     }
   }
   await walk(dir);

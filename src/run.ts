@@ -300,9 +300,10 @@ async function startsWithArray(path: string): Promise<boolean> {
   // Through the decompressor, as the records are read: a `.json.gz` array is an array too.
   const reader = file.readable.pipeThrough(decompressStream({ onFault() {} }))
     .pipeThrough(new TextDecoderStream()).getReader();
+  // trimStart() drops a BOM too: U+FEFF is white space to JavaScript.
   let text = "";
   try {
-    while (text.trimStart().replace(/^\uFEFF/, "").length === 0) {
+    while (text.trimStart() === "") {
       const { done, value } = await reader.read();
       if (done) break;
       text += value;
@@ -310,5 +311,5 @@ async function startsWithArray(path: string): Promise<boolean> {
   } finally {
     await reader.cancel().catch(() => {});
   }
-  return text.replace(/^\uFEFF/, "").trimStart().startsWith("[");
+  return text.trimStart().startsWith("[");
 }

@@ -59,32 +59,34 @@ export function utf16ToUtf8(
   const decoder = new TextDecoder(encoding, { fatal: true });
   const encoder = new TextEncoder();
   let failed = false;
-  const decode = (chunk: Uint8Array | undefined, controller: TransformStreamDefaultController) => {
-    try {
-      if (chunk === undefined) {
-        const text = decoder.decode();
-        if (text !== "") controller.enqueue(encoder.encode(text));
-        return;
-      }
-      // In pieces: bad bytes lose the text of the piece they are in, not a whole read's.
-      for (let at = 0; at < chunk.length && !failed; at += PIECE_BYTES) {
-        const text = decoder.decode(chunk.subarray(at, at + PIECE_BYTES), { stream: true });
-        if (text !== "") controller.enqueue(encoder.encode(text));
-      }
-    } catch {
-      failed = true;
-      onFault(
-        `the input is UTF-16 (${encoding.slice(-2).toUpperCase()}) and breaks off into bytes ` +
-          "that are not valid UTF-16: nothing after them could be read",
-      );
-    }
+  const emit = (text: string, controller: TransformStreamDefaultController<Uint8Array>) => {
+    if (text !== "") controller.enqueue(encoder.encode(text));
+  };
+  const fail = () => {
+    failed = true;
+    onFault(
+      `the input is UTF-16 (${encoding.slice(-2).toUpperCase()}) and breaks off into bytes ` +
+        "that are not valid UTF-16: nothing after them could be read",
+    );
   };
   return new TransformStream({
     transform(chunk, controller) {
-      if (!failed) decode(chunk, controller);
+      // In pieces: bad bytes lose the text of the piece they are in, not a whole read's.
+      for (let at = 0; at < chunk.length && !failed; at += PIECE_BYTES) {
+        try {
+          emit(decoder.decode(chunk.subarray(at, at + PIECE_BYTES), { stream: true }), controller);
+        } catch {
+          fail();
+        }
+      }
     },
     flush(controller) {
-      if (!failed) decode(undefined, controller);
+      if (failed) return;
+      try {
+        emit(decoder.decode(), controller);
+      } catch {
+        fail();
+      }
     },
   });
 }
