@@ -51,6 +51,9 @@ const ROLES: ReadonlyMap<string, Role> = new Map([
   ["bot", "assistant"],
   ["model", "assistant"],
   ["chatgpt", "assistant"],
+  // ShareGPT_Vicuna_unfiltered, the original ShareGPT dump, names the other chatbots it saw.
+  ["bing", "assistant"],
+  ["bard", "assistant"],
   ["system", "system"],
   ["developer", "system"],
   ["tool", "tool"],
@@ -154,7 +157,7 @@ export function parseRecord(text: string, line: number): Conversation {
       throw new RecordError(
         line,
         'no conversation: expected a "conversations", "messages" or "conversation" array, ' +
-          'or "instruction" with "output" or "response"',
+          'or "instruction" with "output" or "response"' + wrapperHint(record),
       );
     }
     return { ...flat, system: systemPrompt };
@@ -506,6 +509,26 @@ function shapeOf(turn: Record<string, unknown>): ListShape | null {
 }
 
 /** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */
+/**
+ * How to unwrap `record` when it is a wrapper around records (`{"data": [{...}, ...]}`, as some
+ * datasets ship a whole `.json` file), else "".
+ */
+function wrapperHint(record: Record<string, unknown>): string {
+  for (const key of Object.keys(record)) {
+    const value = record[key];
+    if (!Array.isArray(value) || !isObject(value[0])) continue;
+    const first = value[0];
+    const looksLikeRecord = LIST_KEYS.some((listKey) => Array.isArray(own(first, listKey))) ||
+      typeof own(first, "instruction") === "string";
+    if (!looksLikeRecord) continue;
+    const name = JSON.stringify(key);
+    const path = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `.[${name}]`;
+    const count = value.length === 1 ? "1 record" : `${value.length} records`;
+    return `; its ${name} array holds ${count}: unwrap them first (jq -c '${path}[]' in.json > in.jsonl)`;
+  }
+  return "";
+}
+
 function isPair(element: Record<string, unknown>): boolean {
   return Object.hasOwn(element, "input") && Object.hasOwn(element, "output") &&
     !Object.hasOwn(element, "from") && !Object.hasOwn(element, "role");

@@ -218,6 +218,35 @@ Deno.test("parseRecord() rejects records without a turn list", () => {
   assertRejects('{"conversations":[]}', "conversation has no turns");
 });
 
+Deno.test("parseRecord() says how to unwrap a wrapper of records", () => {
+  const noList = 'no conversation: expected a "conversations", "messages" or "conversation" ' +
+    'array, or "instruction" with "output" or "response"';
+  const records = '[{"conversations":[{"from":"human","value":"a"},{"from":"gpt","value":"b"}]},' +
+    '{"instruction":"c","output":"d"}]';
+  assertRejects(
+    `{"version":"1.0","data":${records}}`,
+    `${noList}; its "data" array holds 2 records: unwrap them first ` +
+      `(jq -c '.data[]' in.json > in.jsonl)`,
+  );
+  assertRejects(
+    '{"train split":[{"instruction":"c","output":"d"}]}',
+    `${noList}; its "train split" array holds 1 record: unwrap them first ` +
+      `(jq -c '.["train split"][]' in.json > in.jsonl)`,
+  );
+  // An array of anything else is no wrapper.
+  assertRejects('{"tags":[{"name":"x"}],"text":"hello"}', noList);
+});
+
+Deno.test("parseRecord() reads the chatbots ShareGPT's original dump names as assistants", () => {
+  const text = '{"conversations":[{"from":"human","value":"a"},{"from":"bing","value":"b"},' +
+    '{"from":"human","value":"c"},{"from":"bard","value":"d"},' +
+    '{"from":"human","value":"e"},{"from":"chatgpt","value":"f"}]}';
+  assert.deepEqual(
+    parseRecord(text, 1).turns.map((turn) => turn.role),
+    ["user", "assistant", "user", "assistant", "user", "assistant"],
+  );
+});
+
 Deno.test("parseRecord() rejects a non-string system field", () => {
   assertRejects(
     '{"system":["a"],"messages":[{"role":"user","content":"x"}]}',
