@@ -260,7 +260,8 @@ export interface ResolveInput {
  */
 export const HELP_TEXT =
   `cotfit: add a synthetic "thought process" before every assistant answer of a
-ShareGPT, OpenAI, Alpaca or Dolly JSONL dataset, written by any OpenAI-compatible LLM.
+ShareGPT, OpenAI, Alpaca, Dolly or OpenOrca JSONL dataset, written by any
+OpenAI-compatible LLM.
 Each answer becomes PREFACE\\nTHOUGHT\\nSUFFIX\\nANSWER; the answer itself is never changed.
 
 "cotfit" below stands for "deno task start", or in full:

@@ -78,11 +78,31 @@ const RAW_JSON = JSON as unknown as {
   isRawJSON(value: unknown): boolean;
 };
 
-/** Flat instruction formats: the answer's key and the optional key of text the request adds. */
-const INSTRUCTION_FORMATS = [
-  { answer: "output", extra: "input" }, // Alpaca
-  { answer: "response", extra: "context" }, // Dolly
-] as const;
+/** A flat record's keys: the request's, the answer's, and the optional ones beside them. */
+interface FlatFormat {
+  readonly request: string;
+  readonly answer: string;
+  /** Text the request adds after a blank line (Alpaca's `input`, Dolly's `context`). */
+  readonly extra?: string;
+  /** The system prompt's key when it is not the top-level `system`. */
+  readonly system?: string;
+  /** Earlier `[query, response]` pairs may come in `history` (LLaMA-Factory's Alpaca). */
+  readonly history?: true;
+}
+
+/** Flat formats, tried in order; the first whose request and answer keys are present wins. */
+const FLAT_FORMATS: readonly FlatFormat[] = [
+  { request: "instruction", answer: "output", extra: "input", history: true }, // Alpaca
+  { request: "instruction", answer: "response", extra: "context", history: true }, // Dolly
+  { request: "question", answer: "response", system: "system_prompt" }, // OpenOrca
+  { request: "prompt", answer: "completion" }, // OpenAI's legacy fine-tuning files, TRL
+  { request: "prompt", answer: "response" }, // GPT4All
+  { request: "inputs", answer: "targets" }, // FLAN
+];
+
+const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
+  '"conversation" array, or a flat record ("instruction" with "output" or "response", ' +
+  '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
 
 type ListShape = Exclude<TurnShape, "instruction" | "pairs">;
 
@@ -152,15 +172,11 @@ export function parseRecord(text: string, line: number): Conversation {
         `"${present}" must be an array (found ${describe(own(record, present))})`,
       );
     }
-    const flat = readInstructionRecord(record, line);
+    const flat = readInstructionRecord(record, line, systemPrompt);
     if (flat === null) {
-      throw new RecordError(
-        line,
-        'no conversation: expected a "conversations", "messages" or "conversation" array, ' +
-          'or "instruction" with "output" or "response"' + wrapperHint(record),
-      );
+      throw new RecordError(line, NO_CONVERSATION + wrapperHint(record));
     }
-    return { ...flat, system: systemPrompt };
+    return flat;
   }
   const list = own(record, listKey) as unknown[];
   if (list.length === 0) throw new RecordError(line, "conversation has no turns");
@@ -415,43 +431,58 @@ function assembleInstruction(
 }
 
 /**
- * Reads a flat Alpaca or Dolly record as a user turn (the instruction, then its input or context
- * after a blank line) and the answer, after the `[query, response]` pairs of its `history` when
- * it has one (LLaMA-Factory's Alpaca format); `null` when the record is neither.
+ * Reads a flat record (see {@linkcode FLAT_FORMATS}) as a user turn (the request, then its extra
+ * text after a blank line) and the answer, after the `[query, response]` pairs of its `history`
+ * when its format has one; `null` when the record is none of them. `system` is the top-level
+ * `system` prompt, used unless the format has a system key of its own that holds a string.
  */
 function readInstructionRecord(
   record: Record<string, unknown>,
   line: number,
-): Omit<Conversation, "system"> | null {
-  const instruction = own(record, "instruction");
-  if (typeof instruction !== "string") return null;
-  for (const format of INSTRUCTION_FORMATS) {
+  system: string | null,
+): Conversation | null {
+  for (const format of FLAT_FORMATS) {
+    const request = own(record, format.request);
     const answer = own(record, format.answer);
-    if (answer === undefined) continue;
+    if (typeof request !== "string" || answer === undefined) continue;
     if (typeof answer !== "string") {
       throw new RecordError(
         line,
         `"${format.answer}" must be a string (found ${describe(answer)})`,
       );
     }
-    const extra = own(record, format.extra);
-    if (extra !== undefined && extra !== null && typeof extra !== "string") {
-      throw new RecordError(
-        line,
-        `"${format.extra}" must be a string (found ${describe(extra)})`,
-      );
-    }
-    const request = typeof extra === "string" && extra.trim() !== ""
-      ? `${instruction}\n\n${extra}`
-      : instruction;
-    const turns = historyTurns(own(record, "history"), line);
+    const extra = optionalString(record, format.extra, line);
+    const ownSystem = optionalString(record, format.system, line);
+    const text = extra !== null && extra.trim() !== "" ? `${request}\n\n${extra}` : request;
+    const turns = format.history ? historyTurns(own(record, "history"), line) : [];
     turns.push(
-      { index: turns.length, role: "user", name: "instruction", text: request },
+      { index: turns.length, role: "user", name: format.request, text },
       { index: turns.length + 1, role: "assistant", name: format.answer, text: answer },
     );
-    return { line, shape: "instruction", listKey: format.answer, record, turns };
+    return {
+      line,
+      shape: "instruction",
+      listKey: format.answer,
+      record,
+      system: ownSystem ?? system,
+      turns,
+    };
   }
   return null;
+}
+
+/** `record[key]` when it is a string, `null` when it is absent or null (or `key` is undefined). */
+function optionalString(
+  record: Record<string, unknown>,
+  key: string | undefined,
+  line: number,
+): string | null {
+  const value = key === undefined ? undefined : own(record, key);
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string") {
+    throw new RecordError(line, `"${key}" must be a string (found ${describe(value)})`);
+  }
+  return value;
 }
 
 /** The turns of an Alpaca record's `history`: a list of `[query, response]` string pairs. */
@@ -519,7 +550,7 @@ function wrapperHint(record: Record<string, unknown>): string {
     if (!Array.isArray(value) || !isObject(value[0])) continue;
     const first = value[0];
     const looksLikeRecord = LIST_KEYS.some((listKey) => Array.isArray(own(first, listKey))) ||
-      typeof own(first, "instruction") === "string";
+      FLAT_FORMATS.some((format) => typeof own(first, format.request) === "string");
     if (!looksLikeRecord) continue;
     const name = JSON.stringify(key);
     const path = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `.[${name}]`;

@@ -38,8 +38,9 @@ export interface Turn {
 /**
  * Record shape: turns as ShareGPT `{from, value}` or OpenAI `{role, content}`, `{input, output}`
  * pairs (Capybara's `conversation`), each a user turn and its answer, or a flat `instruction`
- * record (Alpaca `instruction`/`input`/`output`, Dolly `instruction`/`context`/`response`) read
- * as one user turn and its answer.
+ * record (Alpaca `instruction`/`input`/`output`, Dolly `instruction`/`context`/`response`,
+ * OpenOrca `question`/`response`, `prompt`/`completion`, FLAN `inputs`/`targets`...) read as one
+ * user turn and its answer.
  */
 export type TurnShape = "sharegpt" | "openai" | "pairs" | "instruction";
 
@@ -50,7 +51,7 @@ export interface Conversation {
   readonly shape: TurnShape;
   /**
    * The key holding the turn array (`conversations`, `messages` or `conversation`); for an
-   * `instruction` record, the answer's key (`output` or `response`).
+   * `instruction` record, the answer's key (`output`, `response`, `completion`...).
    */
   readonly listKey: string;
   /** The parsed JSON object, every field untouched, for re-serialisation in its own format. */

@@ -19,6 +19,10 @@ function assertRejects(text: string, reason: string, line = 5): void {
   });
 }
 
+const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
+  '"conversation" array, or a flat record ("instruction" with "output" or "response", ' +
+  '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
+
 function record(turns: unknown[], key = "messages"): string {
   return JSON.stringify({ [key]: turns });
 }
@@ -208,10 +212,13 @@ Deno.test("parseRecord() rejects text that is not a JSON object", () => {
 });
 
 Deno.test("parseRecord() rejects records without a turn list", () => {
-  const noList = 'no conversation: expected a "conversations", "messages" or "conversation" ' +
-    'array, or "instruction" with "output" or "response"';
-  assertRejects('{"id":1}', noList);
-  assertRejects('{"text":"hello"}', noList);
+  assertRejects('{"id":1}', NO_CONVERSATION);
+  assertRejects('{"text":"hello"}', NO_CONVERSATION);
+  // TRL's conversational prompt and completion are lists of messages: no flat record.
+  assertRejects(
+    '{"prompt":[{"role":"user","content":"a"}],"completion":[{"role":"assistant","content":"b"}]}',
+    NO_CONVERSATION,
+  );
   assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
   assertRejects('{"messages":{"role":"user"}}', '"messages" must be an array (found an object)');
   assertRejects('{"conversations":null}', '"conversations" must be an array (found null)');
@@ -219,22 +226,20 @@ Deno.test("parseRecord() rejects records without a turn list", () => {
 });
 
 Deno.test("parseRecord() says how to unwrap a wrapper of records", () => {
-  const noList = 'no conversation: expected a "conversations", "messages" or "conversation" ' +
-    'array, or "instruction" with "output" or "response"';
   const records = '[{"conversations":[{"from":"human","value":"a"},{"from":"gpt","value":"b"}]},' +
     '{"instruction":"c","output":"d"}]';
   assertRejects(
     `{"version":"1.0","data":${records}}`,
-    `${noList}; its "data" array holds 2 records: unwrap them first ` +
+    `${NO_CONVERSATION}; its "data" array holds 2 records: unwrap them first ` +
       `(jq -c '.data[]' in.json > in.jsonl)`,
   );
   assertRejects(
     '{"train split":[{"instruction":"c","output":"d"}]}',
-    `${noList}; its "train split" array holds 1 record: unwrap them first ` +
+    `${NO_CONVERSATION}; its "train split" array holds 1 record: unwrap them first ` +
       `(jq -c '.["train split"][]' in.json > in.jsonl)`,
   );
   // An array of anything else is no wrapper.
-  assertRejects('{"tags":[{"name":"x"}],"text":"hello"}', noList);
+  assertRejects('{"tags":[{"name":"x"}],"text":"hello"}', NO_CONVERSATION);
 });
 
 Deno.test("parseRecord() reads the chatbots ShareGPT's original dump names as assistants", () => {
@@ -576,10 +581,48 @@ Deno.test("parseRecord() rejects flat records with fields of the wrong type", ()
     '{"instruction":"x","input":["a"],"output":"y"}',
     '"input" must be a string (found an array)',
   );
+  assertRejects('{"instruction":"x"}', NO_CONVERSATION);
   assertRejects(
-    '{"instruction":"x"}',
-    'no conversation: expected a "conversations", "messages" or "conversation" array, ' +
-      'or "instruction" with "output" or "response"',
+    '{"question":"x","response":"y","system_prompt":7}',
+    '"system_prompt" must be a string (found a number)',
+  );
+  assertRejects('{"prompt":"x","completion":null}', '"completion" must be a string (found null)');
+});
+
+Deno.test("parseRecord() reads OpenOrca, prompt-completion and FLAN records as one exchange", () => {
+  const orca = parseRecord(
+    '{"id":"niv.1","system_prompt":"You are an AI assistant.","question":"2+2?","response":"4"}',
+    1,
+  );
+  assert.equal(orca.shape, "instruction");
+  assert.equal(orca.listKey, "response");
+  assert.equal(orca.system, "You are an AI assistant.");
+  assert.deepEqual(orca.turns, [
+    { index: 0, role: "user", name: "question", text: "2+2?" },
+    { index: 1, role: "assistant", name: "response", text: "4" },
+  ]);
+  // An empty or null system_prompt leaves the top-level system, if any.
+  assert.equal(parseRecord('{"question":"q","response":"r","system_prompt":null}', 1).system, null);
+  const legacy = parseRecord(
+    '{"prompt":"Capital of France?\\n\\n###\\n\\n","completion":" Paris"}',
+    1,
+  );
+  assert.equal(legacy.listKey, "completion");
+  assert.deepEqual(legacy.turns.map((turn) => turn.text), [
+    "Capital of France?\n\n###\n\n",
+    " Paris",
+  ]);
+  assert.equal(parseRecord('{"prompt":"p","response":"r","source":"x"}', 1).listKey, "response");
+  const flan = parseRecord('{"inputs":"Translate: chat","targets":"cat","task":"wmt"}', 1);
+  assert.deepEqual(flan.turns.map((turn) => [turn.role, turn.text]), [
+    ["user", "Translate: chat"],
+    ["assistant", "cat"],
+  ]);
+  // The answer's field alone changes; the others keep their order and text.
+  assert.equal(
+    assembleRecord(orca, new Map([[1, "Add."]]), framing),
+    '{"id":"niv.1","system_prompt":"You are an AI assistant.","question":"2+2?",' +
+      '"response":"Thought Process:\\nAdd.\\n\\nAnswer:\\n4"}',
   );
 });
 
