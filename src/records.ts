@@ -70,6 +70,17 @@ const ROLES: ReadonlyMap<string, Role> = new Map([
 const LIST_KEYS = ["conversations", "messages", "conversation"];
 
 /**
+ * Keys that may hold a conversation as bare strings, user and assistant by turns: UltraChat's
+ * `data` (`{"id": "0", "data": ["question", "answer", ...]}`).
+ */
+const TEXT_LIST_KEYS = [...LIST_KEYS, "data"];
+
+function isTextList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length > 0 &&
+    value.every((item) => typeof item === "string");
+}
+
+/**
  * `JSON.rawJSON` and `JSON.isRawJSON` (JSON.parse source text access): in V8, so in Deno, but not
  * yet in TypeScript's lib.
  */
@@ -104,7 +115,7 @@ const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages"
   '"conversation" array, or a flat record ("instruction" with "output" or "response", ' +
   '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
 
-type ListShape = Exclude<TurnShape, "instruction" | "pairs">;
+type ListShape = Exclude<TurnShape, "instruction" | "pairs" | "texts">;
 
 const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = {
   sharegpt: { role: "from", text: "value" },
@@ -163,6 +174,17 @@ export function parseRecord(text: string, line: number): Conversation {
   }
   const systemPrompt = typeof system === "string" ? system : null;
 
+  const strings = TEXT_LIST_KEYS.find((key) => isTextList(own(record, key)));
+  if (strings !== undefined) {
+    const list = own(record, strings) as string[];
+    const turns = list.map((text, index): Turn => ({
+      index,
+      role: index % 2 === 0 ? "user" : "assistant",
+      name: strings,
+      text,
+    }));
+    return { line, shape: "texts", listKey: strings, record, system: systemPrompt, turns };
+  }
   const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
   if (listKey === undefined) {
     const present = LIST_KEYS.find((key) => own(record, key) !== undefined);
@@ -320,6 +342,7 @@ export function assembleRecord(
     return assembleInstruction(conversation, thoughts, framing);
   }
   if (conversation.shape === "pairs") return assemblePairs(conversation, thoughts, framing);
+  if (conversation.shape === "texts") return assembleTexts(conversation, thoughts, framing);
   const list = own(record, listKey);
   if (!Array.isArray(list)) {
     throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not an array`);
@@ -620,6 +643,27 @@ function assemblePairs(
     };
   }
   return JSON.stringify({ ...record, [listKey]: pairs });
+}
+
+/** A `texts` record with its thoughts in the answers (every odd index). */
+function assembleTexts(
+  conversation: Conversation,
+  thoughts: ReadonlyMap<number, string>,
+  framing: Framing,
+): string {
+  const { record, listKey, line } = conversation;
+  const list = own(record, listKey);
+  const texts = Array.isArray(list) ? list.slice() : [];
+  for (const [index, thought] of thoughts) {
+    const answer: unknown = index % 2 === 1 ? texts[index] : undefined;
+    if (typeof answer !== "string") {
+      throw new RangeError(
+        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
+      );
+    }
+    texts[index] = composeAnswer(framing, thought, answer);
+  }
+  return JSON.stringify({ ...record, [listKey]: texts });
 }
 
 /** The normalised turn. */

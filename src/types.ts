@@ -37,12 +37,13 @@ export interface Turn {
 
 /**
  * Record shape: turns as ShareGPT `{from, value}` or OpenAI `{role, content}`, `{input, output}`
- * pairs (Capybara's `conversation`), each a user turn and its answer, or a flat `instruction`
+ * pairs (Capybara's `conversation`), each a user turn and its answer, bare strings taking turns
+ * from the user (UltraChat's `data`: `texts`), or a flat `instruction`
  * record (Alpaca `instruction`/`input`/`output`, Dolly `instruction`/`context`/`response`,
  * OpenOrca `question`/`response`, `prompt`/`completion`, FLAN `inputs`/`targets`...) read as one
  * user turn and its answer.
  */
-export type TurnShape = "sharegpt" | "openai" | "pairs" | "instruction";
+export type TurnShape = "sharegpt" | "openai" | "pairs" | "texts" | "instruction";
 
 /** A parsed, validated input record. */
 export interface Conversation {
@@ -50,7 +51,8 @@ export interface Conversation {
   readonly line: number;
   readonly shape: TurnShape;
   /**
-   * The key holding the turn array (`conversations`, `messages` or `conversation`); for an
+   * The key holding the turn array (`conversations`, `messages`, `conversation`, or `data` for
+   * `texts`); for an
    * `instruction` record, the answer's key (`output`, `response`, `completion`...).
    */
   readonly listKey: string;

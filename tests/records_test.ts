@@ -734,3 +734,39 @@ Deno.test("parseRecord() rejects {input, output} pairs that are not all such pai
     'pair 1: "input" must be a string (found a number)',
   );
 });
+
+Deno.test("parseRecord() and assembleRecord() read and write UltraChat's bare strings", () => {
+  const text = '{"id":"7","data":["2+2?","4","And 3+3?","6","Thanks"]}';
+  const conversation = parseRecord(text, 1);
+  assert.equal(conversation.shape, "texts");
+  assert.equal(conversation.listKey, "data");
+  assert.deepEqual(conversation.turns.map((turn) => [turn.index, turn.role, turn.text]), [
+    [0, "user", "2+2?"],
+    [1, "assistant", "4"],
+    [2, "user", "And 3+3?"],
+    [3, "assistant", "6"],
+    [4, "user", "Thanks"],
+  ]);
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "Add."], [3, "Add again."]]), framing),
+    JSON.stringify({
+      id: "7",
+      data: [
+        "2+2?",
+        composeAnswer(framing, "Add.", "4"),
+        "And 3+3?",
+        composeAnswer(framing, "Add again.", "6"),
+        "Thanks",
+      ],
+    }),
+  );
+  assert.throws(() => assembleRecord(conversation, new Map([[2, "x"]]), framing), RangeError);
+  // Bare strings under a turn list's key take turns the same way.
+  assert.equal(parseRecord('{"conversations":["q","a"]}', 1).shape, "texts");
+  // A list mixing strings and turns is neither.
+  assertRejects(
+    '{"conversations":["q",{"from":"gpt","value":"a"}]}',
+    "turn 1 is not an object (found a string)",
+  );
+  assertRejects('{"data":["q",1]}', NO_CONVERSATION);
+});
