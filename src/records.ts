@@ -562,7 +562,6 @@ function shapeOf(turn: Record<string, unknown>): ListShape | null {
   return null;
 }
 
-/** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */
 /**
  * How to unwrap `record` when it is a wrapper around records (`{"data": [{...}, ...]}`, as some
  * datasets ship a whole `.json` file), else "".
@@ -583,6 +582,7 @@ function wrapperHint(record: Record<string, unknown>): string {
   return "";
 }
 
+/** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */
 function isPair(element: Record<string, unknown>): boolean {
   return Object.hasOwn(element, "input") && Object.hasOwn(element, "output") &&
     !Object.hasOwn(element, "from") && !Object.hasOwn(element, "role");
