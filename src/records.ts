@@ -112,7 +112,7 @@ const FLAT_FORMATS: readonly FlatFormat[] = [
 ];
 
 const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
-  '"conversation" array, or a flat record ("instruction" with "output" or "response", ' +
+  '"conversation" array, "prompt" and "completion" arrays, or a flat record ("instruction" with "output" or "response", ' +
   '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
 
 type ListShape = Exclude<TurnShape, "instruction" | "pairs" | "texts">;
@@ -185,6 +185,14 @@ export function parseRecord(text: string, line: number): Conversation {
     }));
     return { line, shape: "texts", listKey: strings, record, system: systemPrompt, turns };
   }
+  const prompt = own(record, "prompt");
+  const completion = own(record, "completion");
+  if (Array.isArray(prompt) && Array.isArray(completion) && completion.length > 0) {
+    // TRL's conversational prompt-completion: the completion's turns follow the prompt's.
+    const { shape, turns } = readListTurns([...prompt, ...completion], line);
+    const tail = { key: "completion", from: prompt.length };
+    return { line, shape, listKey: "prompt", tail, record, system: systemPrompt, turns };
+  }
   const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
   if (listKey === undefined) {
     const present = LIST_KEYS.find((key) => own(record, key) !== undefined);
@@ -213,6 +221,14 @@ export function parseRecord(text: string, line: number): Conversation {
     };
   }
 
+  return { line, listKey, record, system: systemPrompt, ...readListTurns(list, line) };
+}
+
+/** ShareGPT or OpenAI turns, one shape for the whole list (not empty). */
+function readListTurns(
+  list: readonly unknown[],
+  line: number,
+): { shape: ListShape; turns: Turn[] } {
   let shape: ListShape | null = null;
   const turns: Turn[] = [];
   for (let index = 0; index < list.length; index++) {
@@ -235,14 +251,7 @@ export function parseRecord(text: string, line: number): Conversation {
     turns.push(readTurn(raw, index, turnShape, line));
   }
 
-  return {
-    line,
-    shape: shape ?? "sharegpt", // always set by now: the list is not empty
-    listKey,
-    record,
-    system: systemPrompt,
-    turns,
-  };
+  return { shape: shape ?? "sharegpt", turns }; // always set by now: the list is not empty
 }
 
 /**
@@ -343,10 +352,12 @@ export function assembleRecord(
   }
   if (conversation.shape === "pairs") return assemblePairs(conversation, thoughts, framing);
   if (conversation.shape === "texts") return assembleTexts(conversation, thoughts, framing);
-  const list = own(record, listKey);
-  if (!Array.isArray(list)) {
+  const head = own(record, listKey);
+  const tail = conversation.tail && own(record, conversation.tail.key);
+  if (!Array.isArray(head) || (conversation.tail && !Array.isArray(tail))) {
     throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not an array`);
   }
+  const list = Array.isArray(tail) ? [...head, ...tail] : head;
   const textKey = SHAPE_KEYS[conversation.shape].text;
   const turns = list.slice();
   for (const [index, thought] of thoughts) {
@@ -368,7 +379,9 @@ export function assembleRecord(
       );
     }
   }
-  return JSON.stringify({ ...record, [listKey]: turns });
+  if (conversation.tail === undefined) return JSON.stringify({ ...record, [listKey]: turns });
+  const { key, from } = conversation.tail;
+  return JSON.stringify({ ...record, [listKey]: turns.slice(0, from), [key]: turns.slice(from) });
 }
 
 /** A run that reads as a number, strings included: every number token of the JSON is one. */

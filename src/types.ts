@@ -56,6 +56,11 @@ export interface Conversation {
    * `instruction` record, the answer's key (`output`, `response`, `completion`...).
    */
   readonly listKey: string;
+  /**
+   * Where turns continue in a second list: TRL's conversational prompt-completion, whose
+   * `completion` turns follow the `prompt` ones (`listKey`) from turn index `from` on.
+   */
+  readonly tail?: { readonly key: string; readonly from: number };
   /** The parsed JSON object, every field untouched, for re-serialisation in its own format. */
   readonly record: Record<string, unknown>;
   /** A top-level `system` string field, when the record has one (LLaMA-Factory style). */

@@ -20,7 +20,7 @@ function assertRejects(text: string, reason: string, line = 5): void {
 }
 
 const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
-  '"conversation" array, or a flat record ("instruction" with "output" or "response", ' +
+  '"conversation" array, "prompt" and "completion" arrays, or a flat record ("instruction" with "output" or "response", ' +
   '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
 
 function record(turns: unknown[], key = "messages"): string {
@@ -214,11 +214,7 @@ Deno.test("parseRecord() rejects text that is not a JSON object", () => {
 Deno.test("parseRecord() rejects records without a turn list", () => {
   assertRejects('{"id":1}', NO_CONVERSATION);
   assertRejects('{"text":"hello"}', NO_CONVERSATION);
-  // TRL's conversational prompt and completion are lists of messages: no flat record.
-  assertRejects(
-    '{"prompt":[{"role":"user","content":"a"}],"completion":[{"role":"assistant","content":"b"}]}',
-    NO_CONVERSATION,
-  );
+  assertRejects('{"prompt":[{"role":"user","content":"a"}],"completion":[]}', NO_CONVERSATION);
   assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
   assertRejects('{"messages":{"role":"user"}}', '"messages" must be an array (found an object)');
   assertRejects('{"conversations":null}', '"conversations" must be an array (found null)');
@@ -769,4 +765,43 @@ Deno.test("parseRecord() and assembleRecord() read and write UltraChat's bare st
     "turn 1 is not an object (found a string)",
   );
   assertRejects('{"data":["q",1]}', NO_CONVERSATION);
+});
+
+Deno.test("parseRecord() and assembleRecord() read and write TRL's prompt and completion lists", () => {
+  const text = JSON.stringify({
+    prompt: [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "2+2?" },
+      { role: "assistant", content: "4" },
+      { role: "user", content: "And 3+3?" },
+    ],
+    completion: [{ role: "assistant", content: "6" }],
+    id: 3,
+  });
+  const conversation = parseRecord(text, 1);
+  assert.equal(conversation.shape, "openai");
+  assert.deepEqual(conversation.turns.map((turn) => [turn.index, turn.role, turn.text]), [
+    [0, "system", "Be brief."],
+    [1, "user", "2+2?"],
+    [2, "assistant", "4"],
+    [3, "user", "And 3+3?"],
+    [4, "assistant", "6"],
+  ]);
+  const written = JSON.parse(
+    assembleRecord(conversation, new Map([[2, "Add."], [4, "Add again."]]), framing),
+  );
+  const original = JSON.parse(text);
+  assert.deepEqual(Object.keys(written), ["prompt", "completion", "id"]);
+  assert.deepEqual(written.prompt, [
+    ...original.prompt.slice(0, 2),
+    { role: "assistant", content: composeAnswer(framing, "Add.", "4") },
+    original.prompt[3],
+  ]);
+  assert.deepEqual(written.completion, [
+    { role: "assistant", content: composeAnswer(framing, "Add again.", "6") },
+  ]);
+  assertRejects(
+    '{"prompt":[{"role":"user","content":"a"}],"completion":[{"from":"gpt","value":"b"}]}',
+    "turn 2 mixes {from, value} with {role, content} turns",
+  );
 });
