@@ -88,7 +88,9 @@ export function lineStream(options: LineOptions = {}): TransformStream<Uint8Arra
  *
  * Error Lines: content not starting with `[` ("not a JSON array"), an element over
  * `maxLineBytes` (counted, never held), invalid UTF-8 in an element, an array not closed at the
- * end of input (at the start line of the cut element), and content after the closing `]`.
+ * end of input (at the start line of the cut element), and a line of other content after the
+ * closing `]`: that line is skipped, and another array, or objects one after another, after it
+ * are read too.
  *
  * @param options Size limits; `maxLineBytes` applies to each element.
  * @returns A transform from raw bytes to {@linkcode Line}s, one per element.
@@ -470,7 +472,10 @@ class ArraySplitter implements ByteSink {
   // #scanElement stops holding as soon as the element itself is over the limit.
   readonly #span: SpanBuffer;
 
-  readonly #enclosed: boolean;
+  /** Inside `[...]`; after its `]`, objects that follow are read one after another. */
+  #enclosed: boolean;
+  /** A rejected line being passed over: its error is sent once its end (or the input's) comes. */
+  #skipped: { line: number; error: string; head: Uint8Array[]; headBytes: number } | null = null;
 
   constructor(limits: Limits, enclosed = true) {
     this.#limits = limits;
@@ -490,6 +495,7 @@ class ArraySplitter implements ByteSink {
   }
 
   finish(out: LineOut): void {
+    if (this.#skipped !== null) this.#endSkip(out);
     if (this.#state === "element") {
       const preview = this.#utf8.preview(this.#span.head());
       const error = this.#enclosed ? "JSON array is not closed" : "JSON value is not closed";
@@ -503,6 +509,10 @@ class ArraySplitter implements ByteSink {
 
   /** Whitespace and punctuation outside elements; returns where to go on. */
   #scanOutside(chunk: Uint8Array, from: number, out: LineOut): number {
+    if (this.#skipped !== null) {
+      from = this.#skipOn(chunk, from, out);
+      if (from === chunk.length) return from;
+    }
     for (let i = from; i < chunk.length; i++) {
       const byte = chunk[i];
       if (byte === LF) {
@@ -527,21 +537,65 @@ class ArraySplitter implements ByteSink {
           }
           // Outside an array only objects and arrays can end where their brackets close.
           if (!this.#enclosed && byte !== OPEN_BRACE && byte !== OPEN_BRACKET) {
-            this.#reject("unexpected content between JSON values", chunk.subarray(i), out);
-            return chunk.length;
+            return this.#skipLine("unexpected content between JSON values", chunk, i, out);
           }
-          this.#state = "element";
-          this.#elementLine = this.#line;
-          this.#depth = 0;
-          this.#inString = false;
-          this.#escaped = false;
-          return i;
+          return this.#startElement(i);
         default:
-          this.#reject("unexpected content after the JSON array", chunk.subarray(i), out);
-          return chunk.length;
+          // After the array, another array's elements, or objects one after another (JSONL
+          // lines are such objects), are read too: a file of several dumps loses nothing.
+          if (byte === OPEN_BRACKET) {
+            this.#state = "between";
+            this.#arrayLine = this.#line;
+            continue;
+          }
+          if (byte === OPEN_BRACE) {
+            this.#enclosed = false;
+            return this.#startElement(i);
+          }
+          return this.#skipLine("unexpected content after the JSON array", chunk, i, out);
       }
     }
     return chunk.length;
+  }
+
+  #startElement(at: number): number {
+    this.#state = "element";
+    this.#elementLine = this.#line;
+    this.#depth = 0;
+    this.#inString = false;
+    this.#escaped = false;
+    return at;
+  }
+
+  /**
+   * Rejects the rest of the line from `at` and goes on after it, in the same state: one stray
+   * line costs that line, not the rest of the input.
+   */
+  #skipLine(error: string, chunk: Uint8Array, at: number, out: LineOut): number {
+    this.#skipped = { line: this.#line, error, head: [], headBytes: 0 };
+    return this.#skipOn(chunk, at, out);
+  }
+
+  /** Passes over the skipped line up to its end, keeping its start for the preview. */
+  #skipOn(chunk: Uint8Array, from: number, out: LineOut): number {
+    const skipped = this.#skipped!;
+    const newline = chunk.indexOf(LF, from);
+    const end = newline === -1 ? chunk.length : newline;
+    // Past the preview's size, bytes are only passed over (a character cut there is dropped).
+    const room = this.#limits.previewBytes + 4 - skipped.headBytes;
+    if (room > 0 && end > from) {
+      skipped.head.push(chunk.slice(from, Math.min(end, from + room)));
+      skipped.headBytes += Math.min(end - from, room);
+    }
+    if (newline === -1) return chunk.length;
+    this.#endSkip(out);
+    return newline;
+  }
+
+  #endSkip(out: LineOut): void {
+    const { line, error, head, headBytes } = this.#skipped!;
+    this.#skipped = null;
+    out.enqueue({ line, error, preview: this.#utf8.preview(concat(head, headBytes)) });
   }
 
   #reject(error: string, rest: Uint8Array, out: LineOut): void {

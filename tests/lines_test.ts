@@ -330,11 +330,18 @@ Deno.test("jsonArrayStream() reports content that is not an array", async () => 
   ]);
 });
 
-Deno.test("jsonArrayStream() reports content after the closing bracket", async () => {
-  assert.deepEqual(await read([bytesOf("[1,\n2]\n\nxyz\n[3]")], jsonArrayStream()), [
+Deno.test("jsonArrayStream() rejects a stray line after the closing bracket and reads on", async () => {
+  const text = '[1,\n2]\n\nxyz, "q"\r\n[3,\n4] oops\n{"a": 1}\n{"b": [2]}\n';
+  await assertEverySplit(bytesOf(text), () => jsonArrayStream(), [
     { line: 1, text: "1" },
     { line: 2, text: "2" },
-    { line: 4, error: "unexpected content after the JSON array", preview: "xyz\n[3]" },
+    { line: 4, error: "unexpected content after the JSON array", preview: 'xyz, "q"\r' },
+    // A second array's elements, then objects one after another, as JSONL lines are.
+    { line: 5, text: "3" },
+    { line: 6, text: "4" },
+    { line: 6, error: "unexpected content after the JSON array", preview: "oops" },
+    { line: 7, text: '{"a": 1}' },
+    { line: 8, text: '{"b": [2]}' },
   ]);
 });
 
@@ -433,7 +440,8 @@ Deno.test("recordTextStream() with auto reports pretty-printed objects it cannot
   ]);
   assert.deepEqual(await read([bytesOf('{\n "a": 1\n}\n42\n{"b": 2}\n')], auto()), [
     { line: 1, text: '{\n "a": 1\n}' },
-    { line: 4, error: "unexpected content between JSON values", preview: "42\n{" },
+    { line: 4, error: "unexpected content between JSON values", preview: "42" },
+    { line: 5, text: '{"b": 2}' },
   ]);
   // A first line holding more than "{" is JSONL, whatever follows.
   assert.deepEqual(await read([bytesOf('{ "a": 1,\n"b": 2}\n')], auto()), [
