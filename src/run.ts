@@ -152,8 +152,7 @@ interface ConvertContext {
 async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
   const { options, env, engine, progress } = context;
   const { meter } = engine;
-  // A pipe cannot be looked at before it is read: its records are read, written as JSONL.
-  const isArray = plan.format === "auto" && plan.regular && await startsWithArray(plan.input);
+  const { read, isArray } = await formatOf(plan);
   const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
   const out: TextSink = context.dryRun
     ? nullSink()
@@ -183,7 +182,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     historyTokens: options.historyTokens,
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
-    format: plan.format,
+    format: read,
     coding: plan.regular && !await needsDecoder(plan.input) ? "identity" : "sniff",
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
@@ -275,7 +274,9 @@ async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
   let total = 0;
   for (const plan of plans) {
     // A pipe read twice would lose its records to the count.
-    if (!plan.regular || plan.format === "auto" || await needsDecoder(plan.input)) return null;
+    if (!plan.regular || (await formatOf(plan)).read === "auto" || await needsDecoder(plan.input)) {
+      return null;
+    }
     total += await countLines(plan.input);
   }
   return total;
@@ -295,7 +296,23 @@ async function needsDecoder(path: string): Promise<boolean> {
   return needsDecoding(head.subarray(0, read ?? 0));
 }
 
-async function startsWithArray(path: string): Promise<boolean> {
+/**
+ * How a file's records are read, and whether they are written back as a JSON array: a `.json`
+ * file holding an array is; a `.jsonl` file that is really a JSON array (or pretty-printed
+ * objects, a first line that is `{` alone) is read as one too, but written as its name says,
+ * JSONL, instead of being rejected line by line.
+ */
+async function formatOf(plan: InputPlan): Promise<{ read: "jsonl" | "auto"; isArray: boolean }> {
+  // Stdin or a pipe, looked at as it is read: its records are written as JSONL.
+  if (!plan.regular) return { read: "auto", isArray: false };
+  const start = await startOf(plan.input);
+  const isArray = plan.format === "auto" && start.startsWith("[");
+  const document = start.startsWith("[") || /^\{[ \t\r]*\n/.test(start);
+  return { read: plan.format === "auto" || document ? "auto" : "jsonl", isArray };
+}
+
+/** The text of a file from its first non-whitespace character to the end of that line, at most. */
+async function startOf(path: string): Promise<string> {
   const file = await Deno.open(path);
   // Through the decompressor, as the records are read: a `.json.gz` array is an array too.
   const reader = file.readable.pipeThrough(decompressStream({ onFault() {} }))
@@ -303,7 +320,9 @@ async function startsWithArray(path: string): Promise<boolean> {
   // trimStart() drops a BOM too: U+FEFF is white space to JavaScript.
   let text = "";
   try {
-    while (text.trimStart() === "") {
+    // Up to the end of the first line that holds something (a `{` alone decides on that), or
+    // 64 KiB: a one-line file may be huge.
+    while (text.length < 64 * 1024 && !/\S[^\n]*\n/.test(text)) {
       const { done, value } = await reader.read();
       if (done) break;
       text += value;
@@ -311,5 +330,5 @@ async function startsWithArray(path: string): Promise<boolean> {
   } finally {
     await reader.cancel().catch(() => {});
   }
-  return text.trimStart().startsWith("[");
+  return text.trimStart();
 }

@@ -162,6 +162,8 @@ export function rephraseBody(
     historyTokens: options.historyTokens,
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
+    // A JSON array (or pretty-printed objects) is read too, element by element as it arrives.
+    format: "auto",
     coding: options.coding,
     signal: abort.signal,
     stop: stopReading.signal,

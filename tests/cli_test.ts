@@ -279,6 +279,32 @@ Deno.test("cli: gzip inputs are read as their text and written plain; a cut one 
   assert.deepEqual(parseJsonl(piped.stdout), data);
 });
 
+Deno.test("cli: a .jsonl file holding a JSON array or pretty-printed objects is read as such, written as JSONL", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const lines = SHAREGPT.map((record) => JSON.stringify(record));
+  const root = await tempTree({
+    // A list dumped with one record a line and the brackets and commas kept, then a stray line.
+    "in/array.jsonl": `[\n${lines.slice(0, 2).join(",\n")}\n]\noops\n${lines[2]}\n`,
+    "in/pretty.jsonl": SHAREGPT.slice(0, 2).map((record) => JSON.stringify(record, null, 2))
+      .join("\n"),
+  });
+  const result = await runCli(convertArgs(join(root, "in"), join(root, "out"), fake.url));
+  assert.equal(result.code, 1, result.stderr);
+  const thoughts = thoughtsFrom(fake.bodies);
+  const array = parseJsonl(await Deno.readTextFile(join(root, "out/array.jsonl")));
+  assert.deepEqual(array, SHAREGPT.slice(0, 3).map((record) => withThoughts(record, thoughts)));
+  const rejects = parseJsonl(await Deno.readTextFile(join(root, "out/array.rejects.jsonl")));
+  assert.deepEqual(
+    rejects.map((reject) => {
+      const { line, reason, raw } = reject as Json;
+      return { line, reason, raw };
+    }),
+    [{ line: 5, reason: "unexpected content after the JSON array", raw: "oops" }],
+  );
+  const pretty = parseJsonl(await Deno.readTextFile(join(root, "out/pretty.jsonl")));
+  assert.deepEqual(pretty, SHAREGPT.slice(0, 2).map((record) => withThoughts(record, thoughts)));
+});
+
 Deno.test("cli: a UTF-16 file (Windows PowerShell 5's redirect) is read as its text, written UTF-8", async () => {
   await using fake = await startFakeOpenAI({ recordBodies: true });
   const text = SHAREGPT.map((record) => JSON.stringify(record)).join("\n") + "\r\n";

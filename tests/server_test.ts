@@ -182,6 +182,24 @@ Deno.test("createApp() answers one line per non-blank input line, in input order
   assert.match(metrics, /^cotfit_requests_active 0$/m);
 });
 
+Deno.test("createApp() reads a JSON array body element by element, answering JSONL", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  await using server = await startServer(serveOptions(fake));
+  const records = [sharegpt("j", 1), sharegpt("j", 2)];
+  const body = JSON.stringify([records[0], 42, records[1]], null, 2);
+  const response = await server.request("/v1/rephrase", { method: "POST", body });
+  assert.equal(response.status, 200);
+  const lines = parseLines(await response.text());
+  assert.equal(lines.length, 3);
+  for (const [index, record] of [[0, records[0]], [2, records[1]]] as const) {
+    assert.equal(lines[index].id, record.id);
+    assert.equal((lines[index].conversations as Json[])[1].value, rewritten(record, fake));
+  }
+  // Each element is numbered by the line where it starts.
+  const line = body.split("\n").indexOf("  42,") + 1;
+  assert.deepEqual(lines[1], { error: { line, message: "not a JSON object (found a number)" } });
+});
+
 Deno.test("createApp() sends its own output back unchanged, with no call", async () => {
   await using fake = await startFakeOpenAI();
   await using server = await startServer(serveOptions(fake));
