@@ -204,7 +204,7 @@ export function parseRecord(text: string, line: number): Conversation {
     }
     const flat = readInstructionRecord(record, line, systemPrompt);
     if (flat === null) {
-      throw new RecordError(line, NO_CONVERSATION + wrapperHint(record));
+      throw new RecordError(line, NO_CONVERSATION + wrapperHint(record) + transcriptHint(record));
     }
     return flat;
   }
@@ -593,6 +593,16 @@ function wrapperHint(record: Record<string, unknown>): string {
     return `; its ${name} array holds ${count}: unwrap them first (jq -c '${path}[]' in.json > in.jsonl)`;
   }
   return "";
+}
+
+/**
+ * What a lone `text` string is, when the record has one: a whole chat template or transcript
+ * (openassistant-guanaco's `### Human: ... ### Assistant: ...`), whose turns cotfit cannot tell
+ * apart safely; else "".
+ */
+function transcriptHint(record: Record<string, unknown>): string {
+  if (typeof own(record, "text") !== "string") return "";
+  return '; "text" holds a whole transcript in one string: split it into turns first';
 }
 
 /** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */

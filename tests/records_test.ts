@@ -213,7 +213,10 @@ Deno.test("parseRecord() rejects text that is not a JSON object", () => {
 
 Deno.test("parseRecord() rejects records without a turn list", () => {
   assertRejects('{"id":1}', NO_CONVERSATION);
-  assertRejects('{"text":"hello"}', NO_CONVERSATION);
+  assertRejects(
+    '{"text":"### Human: Hi### Assistant: Hello"}',
+    `${NO_CONVERSATION}; "text" holds a whole transcript in one string: split it into turns first`,
+  );
   assertRejects('{"prompt":[{"role":"user","content":"a"}],"completion":[]}', NO_CONVERSATION);
   assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
   assertRejects('{"messages":{"role":"user"}}', '"messages" must be an array (found an object)');
@@ -235,7 +238,7 @@ Deno.test("parseRecord() says how to unwrap a wrapper of records", () => {
       `(jq -c '.["train split"][]' in.json > in.jsonl)`,
   );
   // An array of anything else is no wrapper.
-  assertRejects('{"tags":[{"name":"x"}],"text":"hello"}', NO_CONVERSATION);
+  assertRejects('{"tags":[{"name":"x"}],"title":"hello"}', NO_CONVERSATION);
 });
 
 Deno.test("parseRecord() reads the chatbots ShareGPT's original dump names as assistants", () => {
