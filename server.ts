@@ -89,7 +89,14 @@ export interface AppOptions {
 }
 
 /** Content types a rephrase body may declare; none at all (as `curl -T` sends) is fine too. */
-const JSONL_TYPES = new Set(["application/x-ndjson", "application/jsonl", "text/plain"]);
+// application/json: a JSON array of records (or one record) reads as well. Not form types: curl -d
+// strips a file's newlines before sending it as application/x-www-form-urlencoded.
+const JSONL_TYPES = new Set([
+  "application/x-ndjson",
+  "application/jsonl",
+  "text/plain",
+  "application/json",
+]);
 const QUERY_KEYS = ["cot_preface", "cot_suffix", "rejects"];
 const NDJSON_HEADERS = {
   "content-type": "application/x-ndjson; charset=utf-8",
@@ -195,7 +202,8 @@ export function createApp(appOptions: AppOptions): Hono {
       return jsonError(
         415,
         `Cannot read content type ${JSON.stringify(type.slice(0, 100))}: send JSONL as ` +
-          "application/x-ndjson, application/jsonl or text/plain",
+          "application/x-ndjson, application/jsonl or text/plain, or a JSON array as " +
+          "application/json (with curl, -T or --data-binary, not -d)",
       );
     }
     const coding = contentCoding(request.headers.get("content-encoding"));

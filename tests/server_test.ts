@@ -242,11 +242,19 @@ Deno.test("createApp() refuses bad query parameters and non-JSONL content types"
     assert.equal(response.status, 400, path);
     assert.match((await response.json()).error.message, /query parameter/);
   }
-  const json = await post("/v1/rephrase", { "content-type": "application/json" });
-  assert.equal(json.status, 415);
-  assert.match((await json.json()).error.message, /application\/x-ndjson/);
+  // What curl -d sends, with the file's newlines stripped.
+  const form = await post("/v1/rephrase", {
+    "content-type": "application/x-www-form-urlencoded",
+  });
+  assert.equal(form.status, 415);
+  assert.match((await form.json()).error.message, /application\/x-ndjson.*not -d/);
   for (
-    const type of ["application/x-ndjson", "application/jsonl; charset=utf-8", "text/plain"]
+    const type of [
+      "application/x-ndjson",
+      "application/jsonl; charset=utf-8",
+      "text/plain",
+      "application/json",
+    ]
   ) {
     const response = await post("/v1/rephrase", { "content-type": type });
     assert.equal(response.status, 200, type);
