@@ -82,6 +82,7 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     maxTokens: options.maxTokens,
     timeoutMs: options.timeoutMs,
     transport: options.transport,
+    onAdapt: notice,
   });
   const writeThought = createThoughtWriter({
     template,

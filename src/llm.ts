@@ -53,7 +53,8 @@ export interface ChatClientOptions {
    */
   temperature?: number;
   /**
-   * Cap on generated tokens, sent as `max_tokens` (understood by every compatible server).
+   * Cap on generated tokens, sent as `max_tokens` (understood by every compatible server), or as
+   * `max_completion_tokens` once the endpoint has refused `max_tokens` (OpenAI's reasoning models).
    * @default {undefined} the server's default
    */
   maxTokens?: number;
@@ -77,6 +78,11 @@ export interface ChatClientOptions {
    * IP address or localhost), else `"fetch"`
    */
   transport?: "pooled" | "fetch";
+  /**
+   * Told, once per change, when the client changes its requests because the endpoint refused a
+   * parameter with a 400 naming it (see {@linkcode requestFix}).
+   */
+  onAdapt?: (notice: string) => void;
 }
 
 /** What one successful call returned. */
@@ -249,12 +255,25 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     timeoutMs,
   };
   const deadlines = createDeadlines(timeoutMs);
-  const requestBody = bodyWriter({
+  const fields: RequestFields = {
     model: options.model,
     temperature: options.temperature,
     max_tokens: options.maxTokens,
     top_p: options.topP,
-  });
+  };
+  let requestBody = bodyWriter(fields);
+  /** Rewrites the request after the endpoint refused one of its fields; false if none applies. */
+  function adapt(error: unknown): boolean {
+    const fix = requestFix(error, fields, options.model);
+    if (fix === null) return false;
+    // Calls in flight together get the same refusal: the first one changes the request.
+    if (fix.notice !== null) {
+      fix.apply(fields);
+      requestBody = bodyWriter(fields);
+      options.onAdapt?.(fix.notice);
+    }
+    return true;
+  }
 
   return {
     async complete(messages, callOptions = {}) {
@@ -272,18 +291,29 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       const started = performance.now();
       const { signal } = controller;
       try {
-        const body = requestBody(messages);
-        // The pool is awaited here, not through a helper: every async function a call awaits
-        // through is kept for the whole wait, and at concurrency 1,024 scavenges copy them all.
-        let reply: RawReply;
-        if (endpoint.pool) {
+        for (let refusals = 0;; refusals++) {
+          const body = requestBody(messages);
+          // The pool is awaited here, not through a helper: every async function a call awaits
+          // through is kept for the whole wait, and at concurrency 1,024 scavenges copy them all.
+          let reply: RawReply;
+          if (endpoint.pool) {
+            try {
+              reply = await endpoint.pool.post(endpoint.path, endpoint.headers, body, signal);
+            } catch (error) {
+              throw pooledFailure(error, signal);
+            }
+          } else reply = await sendFetch(endpoint, body, signal);
+          let json: unknown;
           try {
-            reply = await endpoint.pool.post(endpoint.path, endpoint.headers, body, signal);
+            json = jsonOf(reply);
           } catch (error) {
-            throw pooledFailure(error, signal);
+            // A refused field is dropped or renamed and the call sent again, at once (also when
+            // another call has already made the change); each fix removes a field.
+            if (refusals < MAX_FIELDS && adapt(error)) continue;
+            throw error;
           }
-        } else reply = await sendFetch(endpoint, body, signal);
-        return replyFrom(jsonOf(reply), Math.round(performance.now() - started), context);
+          return replyFrom(json, Math.round(performance.now() - started), context);
+        }
       } catch (error) {
         if (callerSignal?.aborted) throw abortedError();
         if (timedOut) throw timeoutError(context);
@@ -300,6 +330,61 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       endpoint.pool?.close();
     },
   };
+}
+
+/** The request's fields besides `messages`; `undefined` ones are not sent. */
+interface RequestFields {
+  model: string;
+  temperature?: number;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  top_p?: number;
+}
+
+/** How many fields {@linkcode requestFix} may change: a bound on a call's resends. */
+const MAX_FIELDS = 3;
+
+/** A change to the request that answers a refusal; `notice` is `null` when already made. */
+interface RequestFix {
+  readonly notice: string | null;
+  apply(fields: RequestFields): void;
+}
+
+/**
+ * What to change when the endpoint refused a request because of one of its fields, as OpenAI's
+ * reasoning models (o-series, GPT-5) do: a 400 whose `param` (or message) names `max_tokens`
+ * ("use `max_completion_tokens` instead"), or `temperature` or `top_p` ("only the default value
+ * is supported"). `null` for any other error.
+ */
+function requestFix(error: unknown, fields: RequestFields, model: string): RequestFix | null {
+  if (!(error instanceof APIError) || error.status !== 400) return null;
+  const param = typeof error.param === "string" ? error.param : "";
+  const message = error.message;
+  const names = (field: string) =>
+    param === field || new RegExp(`['"\`]${field}['"\`]`).test(message);
+  if (names("max_tokens") && /max_completion_tokens/.test(message)) {
+    if (fields.max_tokens === undefined) return { notice: null, apply() {} };
+    return {
+      notice: `the endpoint takes "max_completion_tokens" instead of "max_tokens" for model ` +
+        `${model}: sending that`,
+      apply(fields) {
+        fields.max_completion_tokens = fields.max_tokens;
+        delete fields.max_tokens;
+      },
+    };
+  }
+  for (const [field, flag] of [["temperature", "--temperature"], ["top_p", "--top-p"]] as const) {
+    if (!names(field) || !/unsupported|not support|only the default/i.test(message)) continue;
+    if (fields[field] === undefined) return { notice: null, apply() {} };
+    return {
+      notice: `model ${model} takes only its default ${field}: sending none (${flag} ` +
+        `${fields[field]} is not used)`,
+      apply(fields) {
+        delete fields[field];
+      },
+    };
+  }
+  return null;
 }
 
 /** Options of {@linkcode retryDelay}. */
@@ -370,7 +455,7 @@ export function retryDelay(attempt: number, options: RetryDelayOptions = {}): nu
  * call.
  */
 function bodyWriter(
-  fields: Record<string, unknown>,
+  fields: Readonly<RequestFields>,
 ): (messages: readonly ChatMessage[]) => Uint8Array<ArrayBuffer> {
   const head = encoder.encode(`${JSON.stringify(fields).slice(0, -1)},"messages":[`);
   const frozenBytes = new WeakMap<ChatMessage, Uint8Array>();

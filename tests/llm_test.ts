@@ -544,3 +544,65 @@ Deno.test("retryDelay() rejects an attempt below 1", () => {
   assert.throws(() => retryDelay(1.5), RangeError);
   assert.throws(() => retryDelay(Number.NaN), RangeError);
 });
+
+/** A 400 as OpenAI's reasoning models (o-series, GPT-5) answer a field they do not take. */
+function refusal(param: string, message: string, code: string): Response {
+  const body = { error: { message, type: "invalid_request_error", param, code } };
+  return Response.json(body, { status: 400 });
+}
+
+Deno.test("complete() renames max_tokens and drops temperature when the model refuses them", async () => {
+  const bodies: ChatRequestBody[] = [];
+  await using llm = await replyWith((body) => {
+    bodies.push(body);
+    if ("max_tokens" in body) {
+      return refusal(
+        "max_tokens",
+        "Unsupported parameter: 'max_tokens' is not supported with this model. " +
+          "Use 'max_completion_tokens' instead.",
+        "unsupported_parameter",
+      );
+    }
+    if ("temperature" in body && body.temperature !== 1) {
+      return refusal(
+        "temperature",
+        `Unsupported value: 'temperature' does not support ${body.temperature} with this model. ` +
+          "Only the default (1) value is supported.",
+        "unsupported_value",
+      );
+    }
+    if (body.messages.length > 2) {
+      return refusal("messages", "This model's maximum context length is 8 tokens.", "too_long");
+    }
+    return undefined;
+  });
+  const notices: string[] = [];
+  using client = clientFor(llm.url, {
+    temperature: 0.7,
+    maxTokens: 512,
+    topP: 0.9,
+    onAdapt: (notice) => notices.push(notice),
+  });
+  // Calls in flight together all meet the refusal; each is sent again and succeeds.
+  const replies = await Promise.all(Array.from({ length: 5 }, () => client.complete(MESSAGES)));
+  assert.ok(replies.every((reply) => reply.finishReason === "stop"));
+  assert.deepEqual(notices, [
+    'the endpoint takes "max_completion_tokens" instead of "max_tokens" for model test-model: ' +
+    "sending that",
+    "model test-model takes only its default temperature: sending none (--temperature 0.7 is " +
+    "not used)",
+  ]);
+  const last = bodies.at(-1)!;
+  assert.equal(last.max_completion_tokens, 512);
+  assert.equal(last.top_p, 0.9);
+  assert.ok(!("max_tokens" in last) && !("temperature" in last));
+  // Later calls send the changed request first time.
+  const before = bodies.length;
+  await client.complete(MESSAGES);
+  assert.equal(bodies.length, before + 1);
+  // Any other 400 rejects the call, with no resend.
+  const error = await failure(client.complete([...MESSAGES, { role: "user", content: "More." }]));
+  assert.equal(error.kind, "rejected");
+  assert.equal(bodies.length, before + 2);
+  assert.equal(notices.length, 2);
+});
