@@ -32,6 +32,8 @@ export interface CacheKeyParts {
   readonly maxTokens?: number;
   /** Identifies the prompt template and its version, so a prompt edit invalidates old entries. */
   readonly promptId: string;
+  /** Further request fields (`--extra-body`); none, `null` or `{}` keep the keys made without. */
+  readonly extraBody?: Readonly<Record<string, unknown>> | null;
 }
 
 /** A key-value store of thoughts by {@linkcode cacheKey}. */
@@ -169,10 +171,25 @@ function headerHash(parts: Omit<CacheKeyParts, "messages">, messageCount: number
   // `undefined` prints as an empty field, distinct from every number.
   hash.update(
     `${KEY_VERSION}${parts.temperature ?? ""}\n${parts.topP ?? ""}\n${parts.maxTokens ?? ""}\n` +
-      `${parts.model.length}:${parts.model}\n${parts.promptId.length}:${parts.promptId}\n` +
-      `${messageCount}\n`,
+      `${parts.model.length}:${parts.model}\n${parts.promptId.length}:${parts.promptId}\n`,
   );
+  // Only when set, so caches written before it keep their keys; a digit never starts "extra".
+  const extra = parts.extraBody ? canonicalJson(parts.extraBody) : "{}";
+  if (extra !== "{}") hash.update(`extra ${extra.length}:${extra}\n`);
+  hash.update(`${messageCount}\n`);
   return hash;
+}
+
+/** JSON with every object's keys sorted, so the same fields in another order are the same key. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) => {
+    if (typeof item !== "object" || item === null || Array.isArray(item)) return item;
+    const sorted: Record<string, unknown> = {};
+    for (const key of Object.keys(item).sort()) {
+      sorted[key] = (item as Record<string, unknown>)[key];
+    }
+    return sorted;
+  });
 }
 
 function hashMessage(hash: Hash, message: ChatMessage): void {

@@ -57,6 +57,7 @@ const CLI_OPTIONS = {
   temperature: { type: "string" },
   "top-p": { type: "string" },
   "max-tokens": { type: "string" },
+  "extra-body": { type: "string" },
   timeout: { type: "string" },
   retries: { type: "string" },
   concurrency: { type: "string" },
@@ -164,6 +165,12 @@ export interface Options {
   readonly topP: number | undefined;
   /** `--max-tokens`: completion token cap per call. @default {1024} */
   readonly maxTokens: number;
+  /**
+   * `--extra-body JSON` or `generation.extra_body`: more fields for every request, for what a
+   * server offers beyond the common ones (`reasoning_effort`, vLLM's `chat_template_kwargs`...).
+   * Part of the cache key. @default {null}
+   */
+  readonly extraBody: Readonly<Record<string, unknown>> | null;
   /** `--timeout SECONDS`, as milliseconds: per-call timeout. @default {120000} */
   readonly timeoutMs: number;
   /** `--retries`: further attempts after a failed call. @default {7} */
@@ -313,6 +320,8 @@ LLM:
       --temperature=T         Sampling temperature, 0 to 2 (default 0.7)
       --top-p=P               Nucleus sampling, 0 to 1 (default: the server's)
       --max-tokens=N          Completion token cap per call (default 1024)
+      --extra-body=JSON       More request fields, e.g. '{"reasoning_effort": "low"}' or
+                              '{"chat_template_kwargs": {"enable_thinking": false}}'
       --max-thought-tokens=N  Longer thoughts are rejected and retried (default 1024)
       --history-tokens=N      Tokens of earlier turns shown; the oldest go first (default 3000)
 
@@ -550,6 +559,7 @@ function readSettings(read: SettingReader, operands: readonly string[] | null): 
     temperature: read.number("temperature", 0, 2) ?? 0.7,
     topP: read.number("topP", 0, 1),
     maxTokens: read.int("maxTokens", 1, 1_000_000) ?? 1024,
+    extraBody: read.requestFields("extraBody") ?? null,
     timeoutMs: Math.round((read.number("timeout", 0.001, 86_400) ?? 120) * 1000),
     retries: read.int("retries", 0, 100) ?? 7,
     retryBaseMs: read.int("retryBaseMs", 0, 600_000) ?? 1000,
@@ -746,6 +756,7 @@ type SettingName =
   | "temperature"
   | "topP"
   | "maxTokens"
+  | "extraBody"
   | "timeout"
   | "retries"
   | "retryBaseMs"
@@ -785,6 +796,7 @@ const FLAG_OF: Partial<Record<SettingName, FlagName>> = {
   temperature: "temperature",
   topP: "top-p",
   maxTokens: "max-tokens",
+  extraBody: "extra-body",
   timeout: "timeout",
   retries: "retries",
   concurrency: "concurrency",
@@ -860,6 +872,7 @@ const CONFIG_SECTIONS: Readonly<Record<string, Readonly<Record<string, KeyTarget
     temperature: "temperature",
     top_p: "topP",
     max_tokens: "maxTokens",
+    extra_body: "extraBody",
     max_thought_tokens: "maxThoughtTokens",
     history_tokens: "historyTokens",
   },
@@ -1055,6 +1068,18 @@ interface TextOptions {
   readonly allowEmpty?: boolean;
 }
 
+/** Request fields `--extra-body` may not set, and why. */
+const OWN_REQUEST_FIELDS: Readonly<Record<string, string>> = {
+  model: "use --model",
+  messages: "cotfit writes them from the prompt",
+  temperature: "use --temperature",
+  top_p: "use --top-p",
+  max_tokens: "use --max-tokens",
+  max_completion_tokens: "use --max-tokens (sent as this when the endpoint asks for it)",
+  stream: "cotfit reads whole replies",
+  n: "cotfit reads one choice a call; more would be paid for and dropped",
+};
+
 class SettingReader {
   readonly #flags: CliFlags;
   readonly #env: Readonly<Record<string, string>>;
@@ -1151,6 +1176,36 @@ class SettingReader {
     if (found === undefined) return undefined;
     if (typeof found.value !== "boolean") this.#fail(found, "must be true or false");
     return found.value;
+  }
+
+  /**
+   * Extra request fields: a JSON object from a flag, a mapping (or JSON text) from a config. The
+   * fields cotfit sets itself, or that would break how it reads replies, are refused.
+   */
+  requestFields(name: SettingName): Readonly<Record<string, unknown>> | undefined {
+    const found = this.#find(name);
+    if (found === undefined) return undefined;
+    let value = found.value;
+    if (typeof value === "string") {
+      try {
+        value = JSON.parse(value);
+      } catch (error) {
+        this.#fail(found, `must be a JSON object (${(error as Error).message})`);
+      }
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.#fail(found, "must be a JSON object of request fields");
+    }
+    for (const key of Object.keys(value)) {
+      const instead = OWN_REQUEST_FIELDS[key];
+      if (instead !== undefined) {
+        throw new ConfigError(
+          `${this.#subject(found)} must not set "${key}": ${instead}`,
+          found.name,
+        );
+      }
+    }
+    return Object.freeze({ ...value });
   }
 
   /** A secret: never shown in errors; an Augmentoolkit placeholder counts as unset. */

@@ -38,6 +38,8 @@ export interface DryRunOptions {
   temperature?: number;
   topP?: number;
   maxTokens?: number;
+  /** Further request fields (`--extra-body`), part of the cache key. */
+  extraBody?: Readonly<Record<string, unknown>> | null;
   maxThoughtTokens: number;
 }
 
@@ -91,6 +93,7 @@ export function createDryRunWriter(
       topP: options.topP,
       maxTokens: options.maxTokens,
       promptId: options.promptId,
+      extraBody: options.extraBody,
     });
     if (options.cache.get(key) !== undefined) estimate.cacheHits++;
     else if (seen.has(key)) estimate.duplicates++;

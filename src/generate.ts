@@ -56,6 +56,8 @@ export interface ThoughtWriterOptions {
   temperature?: number;
   topP?: number;
   maxTokens?: number;
+  /** Further request fields (`--extra-body`), part of the cache key. */
+  extraBody?: Readonly<Record<string, unknown>> | null;
   maxThoughtTokens?: number;
   /** Retries after a failed attempt (transient error or invalid thought). */
   retries: number;
@@ -98,6 +100,7 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     topP: options.topP,
     maxTokens: options.maxTokens,
     promptId: options.promptId,
+    extraBody: options.extraBody,
   });
 
   async function attemptAll(

@@ -63,6 +63,12 @@ export interface ChatClientOptions {
    * @default {undefined} the server's default
    */
   topP?: number;
+  /**
+   * Further fields sent with every request, after the ones above (`reasoning_effort`, vLLM's
+   * `chat_template_kwargs`...).
+   * @default {undefined}
+   */
+  extraBody?: Readonly<Record<string, unknown>> | null;
   /** Deadline of one call in milliseconds, from sending the request to the end of the body. */
   timeoutMs: number;
   /**
@@ -260,6 +266,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     temperature: options.temperature,
     max_tokens: options.maxTokens,
     top_p: options.topP,
+    ...options.extraBody,
   };
   let requestBody = bodyWriter(fields);
   /** Rewrites the request after the endpoint refused one of its fields; false if none applies. */
@@ -339,6 +346,8 @@ interface RequestFields {
   max_tokens?: number;
   max_completion_tokens?: number;
   top_p?: number;
+  /** `extraBody`'s. */
+  [field: string]: unknown;
 }
 
 /** How many fields {@linkcode requestFix} may change: a bound on a call's resends. */

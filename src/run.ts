@@ -74,6 +74,7 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
       temperature: options.temperature,
       topP: options.topP,
       maxTokens: options.maxTokens,
+      extraBody: options.extraBody,
       maxThoughtTokens: options.maxThoughtTokens,
     })
     : null;

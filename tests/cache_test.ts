@@ -58,7 +58,9 @@ Deno.test("cacheKey() keeps the keys of earlier versions, whatever the text hold
   const keyOf = createCacheKeyer({ model: "m", promptId: "p@1", temperature: 0.7 });
   assert.equal(keyOf(parts.messages), key);
   const short = [parts.messages[0], { role: "user" as const, content: "lone \uD800 é" }];
-  assert.equal(keyOf(short), cacheKey({ ...parts, messages: short }));
+  assert.equal(keyOf(short), cacheKey({ ...parts, messages: short })); // No extra request fields, or none set, is the key without them.
+  assert.equal(cacheKey({ ...parts, extraBody: null }), key);
+  assert.equal(cacheKey({ ...parts, extraBody: {} }), key);
 });
 
 Deno.test("cacheKey() is stable for equal requests built separately", () => {
@@ -84,9 +86,23 @@ Deno.test("cacheKey() changes when any part changes", () => {
     { ...base, messages: [user, system, assistant] },
     { ...base, messages: [system, { ...user, content: "Question!" }, assistant] },
     { ...base, messages: [system, { ...user, role: "assistant" }, assistant] },
+    { ...base, extraBody: { reasoning_effort: "low" } },
+    { ...base, extraBody: { reasoning_effort: "high" } },
+    { ...base, extraBody: { chat_template_kwargs: { enable_thinking: false } } },
   ];
   const keys = new Set([cacheKey(base), ...variants.map(cacheKey)]);
   assert.equal(keys.size, variants.length + 1);
+});
+
+Deno.test("cacheKey() reads extra request fields in any key order as the same", () => {
+  const one = { ...base, extraBody: { a: 1, b: { c: 2, d: [3, { f: 4, e: 5 }] } } };
+  const other = { ...base, extraBody: { b: { d: [3, { e: 5, f: 4 }], c: 2 }, a: 1 } };
+  assert.equal(cacheKey(one), cacheKey(other));
+  // Array order is data, not layout.
+  assert.notEqual(
+    cacheKey({ ...base, extraBody: { stop: ["a", "b"] } }),
+    cacheKey({ ...base, extraBody: { stop: ["b", "a"] } }),
+  );
 });
 
 Deno.test("cacheKey() does not collide when text moves across a boundary", () => {

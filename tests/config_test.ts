@@ -118,6 +118,7 @@ Deno.test("resolveOptions() applies every default", () => {
     temperature: 0.7,
     topP: undefined,
     maxTokens: 1024,
+    extraBody: null,
     timeoutMs: 120_000,
     retries: 7,
     retryBaseMs: 1000,
@@ -162,6 +163,7 @@ Deno.test("resolveOptions() reads every flag", () => {
     "--temperature=0.2",
     "--top-p=0.9",
     "--max-tokens=2048",
+    '--extra-body={"reasoning_effort": "low", "chat_template_kwargs": {"enable_thinking": false}}',
     "--timeout=2.5",
     "--retries=0",
     "--concurrency=4096",
@@ -200,6 +202,7 @@ Deno.test("resolveOptions() reads every flag", () => {
     temperature: 0.2,
     topP: 0.9,
     maxTokens: 2048,
+    extraBody: { reasoning_effort: "low", chat_template_kwargs: { enable_thinking: false } },
     timeoutMs: 2500,
     retries: 0,
     retryBaseMs: 1000,
@@ -245,7 +248,7 @@ llm:
   concurrency: 8
 generation:
   { prompt: p.yaml, temperature: 0, top_p: 1, max_tokens: 99, max_thought_tokens: 98,
-    history_tokens: 97 }
+    history_tokens: 97, extra_body: { top_k: 20 } }
 run:
   { cache: c.sqlite, no_cache: true, dry_run: true, quiet: true, limit: 3, sample: 2, seed: 7,
     debug_log: d.jsonl }
@@ -268,6 +271,7 @@ server:
     temperature: 0,
     topP: 1,
     maxTokens: 99,
+    extraBody: { top_k: 20 },
     timeoutMs: 30_000,
     retries: 1,
     retryBaseMs: 50,
@@ -598,6 +602,30 @@ Deno.test("resolveOptions() checks what a command needs", () => {
   assert.equal(price.path, "--price-input");
 });
 
+Deno.test("resolveOptions() takes --extra-body as a JSON object without cotfit's own fields", () => {
+  const fromText = resolve(["in.jsonl", "--model", "m"], {
+    configText: "generation: { extra_body: '{\"top_k\": 5}' }",
+  });
+  assert.deepEqual(fromText.extraBody, { top_k: 5 });
+  const cases: [string, RegExp][] = [
+    ["{not json", /^--extra-body must be a JSON object \(.*\), got "\{not json"$/],
+    ["[1]", /^--extra-body must be a JSON object of request fields, got "\[1\]"$/],
+    ['"low"', /^--extra-body must be a JSON object of request fields/],
+    ['{"temperature": 1}', /^--extra-body must not set "temperature": use --temperature$/],
+    ['{"stream": true}', /^--extra-body must not set "stream": cotfit reads whole replies$/],
+    ['{"messages": []}', /^--extra-body must not set "messages"/],
+  ];
+  for (const [value, message] of cases) {
+    const error = configError(() => resolve(["in.jsonl", "--model", "m", "--extra-body", value]));
+    assert.match(error.message, message, value);
+    assert.equal(error.path, "--extra-body");
+  }
+  const fromConfig = configError(() =>
+    resolve(["in.jsonl", "--model", "m"], { configText: "generation: { extra_body: [1, 2] }" })
+  );
+  assert.match(fromConfig.message, /key generation\.extra_body must be a JSON object/);
+});
+
 Deno.test("resolveOptions() rejects two config keys that set the same option", () => {
   const configText = "llm:\n  model: a\napi:\n  large_model: b\n";
   const error = configError(() => resolve(["in.jsonl"], { configText, configPath: "c.yaml" }));
@@ -731,7 +759,7 @@ Deno.test("resolveOptions() loads config.example.yaml with the defaults it docum
     "input: paths max_line_bytes",
     "output: dir rejects cot_preface cot_suffix",
     "llm: base_url model api_key_env api_key timeout retries retry_base_ms transport concurrency",
-    "generation: prompt temperature top_p max_tokens max_thought_tokens history_tokens",
+    "generation: prompt temperature top_p max_tokens extra_body max_thought_tokens history_tokens",
     "run: cache no_cache dry_run quiet limit sample seed debug_log",
     "pricing: input_per_million output_per_million",
     "server: host port token insecure_no_auth max_requests request_concurrency",

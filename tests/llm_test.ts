@@ -606,3 +606,25 @@ Deno.test("complete() renames max_tokens and drops temperature when the model re
   assert.equal(bodies.length, before + 2);
   assert.equal(notices.length, 2);
 });
+
+Deno.test("complete() sends extraBody's fields with the request's own", async () => {
+  let seen: ChatRequestBody | undefined;
+  await using llm = await replyWith((body) => {
+    seen = body;
+    return undefined;
+  });
+  using client = clientFor(llm.url, {
+    maxTokens: 64,
+    extraBody: { chat_template_kwargs: { enable_thinking: false }, top_k: 20 },
+  });
+  await client.complete(MESSAGES);
+  assert.deepEqual(Object.keys(seen!), [
+    "model",
+    "max_tokens",
+    "chat_template_kwargs",
+    "top_k",
+    "messages",
+  ]);
+  assert.deepEqual(seen!.chat_template_kwargs, { enable_thinking: false });
+  assert.equal(seen!.top_k, 20);
+});
