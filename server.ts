@@ -88,9 +88,11 @@ export interface AppOptions {
   now?: () => number;
 }
 
-/** Content types a rephrase body may declare; none at all (as `curl -T` sends) is fine too. */
-// application/json: a JSON array of records (or one record) reads as well. Not form types: curl -d
-// strips a file's newlines before sending it as application/x-www-form-urlencoded.
+/**
+ * Content types a rephrase body may declare; none at all (as `curl -T` sends) is fine too.
+ * `application/json`: a JSON array of records reads as well. Not form types: `curl -d` strips a
+ * file's newlines before sending it as `application/x-www-form-urlencoded`.
+ */
 const JSONL_TYPES = new Set([
   "application/x-ndjson",
   "application/jsonl",
