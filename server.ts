@@ -205,7 +205,7 @@ export function createApp(appOptions: AppOptions): Hono {
         415,
         `Cannot read content type ${JSON.stringify(type.slice(0, 100))}: send JSONL as ` +
           "application/x-ndjson, application/jsonl or text/plain, or a JSON array as " +
-          "application/json (with curl, -T or --data-binary, not -d)",
+          "application/json (with curl: -T FILE; -d and --data-binary send a form type)",
       );
     }
     const coding = contentCoding(request.headers.get("content-encoding"));

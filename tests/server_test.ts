@@ -247,7 +247,7 @@ Deno.test("createApp() refuses bad query parameters and non-JSONL content types"
     "content-type": "application/x-www-form-urlencoded",
   });
   assert.equal(form.status, 415);
-  assert.match((await form.json()).error.message, /application\/x-ndjson.*not -d/);
+  assert.match((await form.json()).error.message, /application\/x-ndjson.*-T FILE/);
   for (
     const type of [
       "application/x-ndjson",
