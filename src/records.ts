@@ -106,14 +106,26 @@ const FLAT_FORMATS: readonly FlatFormat[] = [
   { request: "instruction", answer: "output", extra: "input", history: true }, // Alpaca
   { request: "instruction", answer: "response", extra: "context", history: true }, // Dolly
   { request: "question", answer: "response", system: "system_prompt" }, // OpenOrca
+  { request: "question", answer: "answer" }, // GSM8K, Orca-Math
   { request: "prompt", answer: "completion" }, // OpenAI's legacy fine-tuning files, TRL
-  { request: "prompt", answer: "response" }, // GPT4All
-  { request: "inputs", answer: "targets" }, // FLAN
+  { request: "prompt", answer: "response" }, // GPT4All, HelpSteer
+  { request: "query", answer: "response" }, // MetaMathQA
+  { request: "problem", answer: "solution" }, // MATH, Magicoder OSS-Instruct
+  { request: "inputs", answer: "targets" }, // FLAN, P3
 ];
 
+/** The flat formats as `"request" with "answer" or "answer"`, one entry per request key. */
+function flatFormatList(): string {
+  const answers = new Map<string, string[]>();
+  for (const { request, answer } of FLAT_FORMATS) {
+    answers.set(request, [...answers.get(request) ?? [], `"${answer}"`]);
+  }
+  return [...answers].map(([request, keys]) => `"${request}" with ${keys.join(" or ")}`)
+    .join(", ");
+}
+
 const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
-  '"conversation" array, "prompt" and "completion" arrays, or a flat record ("instruction" with "output" or "response", ' +
-  '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
+  `"conversation" array, "prompt" and "completion" arrays, or a flat record (${flatFormatList()})`;
 
 type ListShape = Exclude<TurnShape, "instruction" | "pairs" | "texts">;
 

@@ -20,8 +20,9 @@ function assertRejects(text: string, reason: string, line = 5): void {
 }
 
 const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
-  '"conversation" array, "prompt" and "completion" arrays, or a flat record ("instruction" with "output" or "response", ' +
-  '"question" with "response", "prompt" with "completion" or "response", "inputs" with "targets")';
+  '"conversation" array, "prompt" and "completion" arrays, or a flat record ("instruction" with ' +
+  '"output" or "response", "question" with "response" or "answer", "prompt" with "completion" or ' +
+  '"response", "query" with "response", "problem" with "solution", "inputs" with "targets")';
 
 function record(turns: unknown[], key = "messages"): string {
   return JSON.stringify({ [key]: turns });
@@ -612,6 +613,17 @@ Deno.test("parseRecord() reads OpenOrca, prompt-completion and FLAN records as o
     " Paris",
   ]);
   assert.equal(parseRecord('{"prompt":"p","response":"r","source":"x"}', 1).listKey, "response");
+  for (
+    const [text, answerKey] of [
+      ['{"question":"Q?","answer":"A. #### 4"}', "answer"], // GSM8K
+      ['{"query":"Q?","response":"A.","type":"GSM_AnsAug"}', "response"], // MetaMathQA
+      ['{"problem":"Q?","solution":"A.","level":"Level 1"}', "solution"], // MATH
+    ] as const
+  ) {
+    const conversation = parseRecord(text, 1);
+    assert.equal(conversation.listKey, answerKey, text);
+    assert.deepEqual(conversation.turns.map((turn) => turn.role), ["user", "assistant"]);
+  }
   const flan = parseRecord('{"inputs":"Translate: chat","targets":"cat","task":"wmt"}', 1);
   assert.deepEqual(flan.turns.map((turn) => [turn.role, turn.text]), [
     ["user", "Translate: chat"],
