@@ -370,6 +370,16 @@ Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {
   assert.deepEqual(rejects.map((r) => [r.file, r.line]), [["-", 2]]);
 });
 
+Deno.test("cli: a JSON array on stdin is read element by element and written as JSONL", async () => {
+  await using fake = await startFakeOpenAI();
+  const result = await runCli(["-", "--base-url", fake.url, "--model", "m", "-q"], {
+    stdin: JSON.stringify(SHAREGPT.slice(0, 2), null, 2),
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const lines = result.stdout.trimEnd().split("\n");
+  assert.deepEqual(lines.map((line) => (JSON.parse(line) as Json).id), ["a1", SHAREGPT[1].id]);
+});
+
 Deno.test("cli: a rerun on its own output keeps every answer and calls nothing", async () => {
   await using fake = await startFakeOpenAI();
   const lines = SHAREGPT.map((record) => JSON.stringify(record)).join("\n") + "\n";
