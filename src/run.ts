@@ -153,7 +153,7 @@ interface ConvertContext {
 async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
   const { options, env, engine, progress } = context;
   const { meter } = engine;
-  const { read, isArray } = await formatOf(plan);
+  const { read, isArray, coding } = await lookAt(plan);
   const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
   const out: TextSink = context.dryRun
     ? nullSink()
@@ -184,7 +184,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     loadTokenizer,
     maxLineBytes: options.maxLineBytes,
     format: read,
-    coding: plan.regular && !await needsDecoder(plan.input) ? "identity" : "sniff",
+    coding,
     limit: options.limit,
     sample: options.sample ? { size: options.sample, seed: options.seed } : null,
     onBlank: () => meter.addRecord("skipped"),
@@ -275,9 +275,9 @@ async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
   let total = 0;
   for (const plan of plans) {
     // A pipe read twice would lose its records to the count.
-    if (!plan.regular || (await formatOf(plan)).read === "auto" || await needsDecoder(plan.input)) {
-      return null;
-    }
+    if (!plan.regular) return null;
+    const { read, coding } = await lookAt(plan);
+    if (read === "auto" || coding !== "identity") return null;
     total += await countLines(plan.input);
   }
   return total;
@@ -298,18 +298,40 @@ async function needsDecoder(path: string): Promise<boolean> {
 }
 
 /**
- * How a file's records are read, and whether they are written back as a JSON array: a `.json`
- * file holding an array is; a `.jsonl` file that is really a JSON array (or pretty-printed
- * objects, a first line that is `{` alone) is read as one too, but written as its name says,
- * JSONL, instead of being rejected line by line.
+ * How an input is read, from its first bytes: its format, whether its records are written back
+ * as a JSON array, and whether it goes through the decoder.
  */
-async function formatOf(plan: InputPlan): Promise<{ read: "jsonl" | "auto"; isArray: boolean }> {
+interface InputLook {
+  readonly read: "jsonl" | "auto";
+  readonly isArray: boolean;
+  readonly coding: "identity" | "sniff";
+}
+
+// Looked at once per input, for the progress total and for the conversion.
+const looks = new WeakMap<InputPlan, Promise<InputLook>>();
+
+function lookAt(plan: InputPlan): Promise<InputLook> {
+  let look = looks.get(plan);
+  if (look === undefined) looks.set(plan, look = examine(plan));
+  return look;
+}
+
+/**
+ * A `.json` file holding an array is written back as one; a `.jsonl` file that is really a JSON
+ * array (or pretty-printed objects, a first line that is `{` alone) is read as one too, but
+ * written as its name says, JSONL, instead of being rejected line by line.
+ */
+async function examine(plan: InputPlan): Promise<InputLook> {
   // Stdin or a pipe, looked at as it is read: its records are written as JSONL.
-  if (!plan.regular) return { read: "auto", isArray: false };
+  if (!plan.regular) return { read: "auto", isArray: false, coding: "sniff" };
   const start = await startOf(plan.input);
   const isArray = plan.format === "auto" && start.startsWith("[");
   const document = start.startsWith("[") || /^\{[ \t\r]*\n/.test(start);
-  return { read: plan.format === "auto" || document ? "auto" : "jsonl", isArray };
+  return {
+    read: plan.format === "auto" || document ? "auto" : "jsonl",
+    isArray,
+    coding: await needsDecoder(plan.input) ? "sniff" : "identity",
+  };
 }
 
 /** The text of a file from its first non-whitespace character to the end of that line, at most. */
