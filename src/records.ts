@@ -69,12 +69,7 @@ const ROLES: ReadonlyMap<string, Role> = new Map([
 // "conversation" is lmsys-chat-1m's key (OpenAI-style turns).
 const LIST_KEYS = ["conversations", "messages", "conversation"];
 
-/**
- * Keys that may hold a conversation as bare strings, user and assistant by turns: UltraChat's
- * `data` (`{"id": "0", "data": ["question", "answer", ...]}`).
- */
-const TEXT_LIST_KEYS = [...LIST_KEYS, "data"];
-
+/** A conversation as bare strings, user and assistant by turns (UltraChat, LIMA). */
 function isTextList(value: unknown): value is string[] {
   return Array.isArray(value) && value.length > 0 &&
     value.every((item) => typeof item === "string");
@@ -186,16 +181,18 @@ export function parseRecord(text: string, line: number): Conversation {
   }
   const systemPrompt = typeof system === "string" ? system : null;
 
-  const strings = TEXT_LIST_KEYS.find((key) => isTextList(own(record, key)));
-  if (strings !== undefined) {
-    const list = own(record, strings) as string[];
-    const turns = list.map((text, index): Turn => ({
+  const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
+  // Bare strings taking turns from the user: under a turn list's key, or UltraChat's `data`.
+  const textsKey = listKey ?? "data";
+  const texts = own(record, textsKey);
+  if (isTextList(texts)) {
+    const turns = texts.map((text, index): Turn => ({
       index,
       role: index % 2 === 0 ? "user" : "assistant",
-      name: strings,
+      name: textsKey,
       text,
     }));
-    return { line, shape: "texts", listKey: strings, record, system: systemPrompt, turns };
+    return { line, shape: "texts", listKey: textsKey, record, system: systemPrompt, turns };
   }
   const prompt = own(record, "prompt");
   const completion = own(record, "completion");
@@ -205,7 +202,6 @@ export function parseRecord(text: string, line: number): Conversation {
     const tail = { key: "completion", from: prompt.length };
     return { line, shape, listKey: "prompt", tail, record, system: systemPrompt, turns };
   }
-  const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
   if (listKey === undefined) {
     const present = LIST_KEYS.find((key) => own(record, key) !== undefined);
     if (present !== undefined) {
@@ -462,11 +458,7 @@ function assembleInstruction(
   for (const [index, thought] of thoughts) {
     // Every assistant turn but the last comes from a history pair.
     const answer = turns[index]?.role === "assistant" ? turns[index].text : null;
-    if (answer === null || answer === undefined) {
-      throw new RangeError(
-        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
-      );
-    }
+    if (answer === null || answer === undefined) throw noSuchAnswer(index, line);
     const composed = composeAnswer(framing, thought, answer);
     if (index === last) updated[listKey] = composed;
     else {
@@ -660,24 +652,17 @@ function assemblePairs(
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
-  const { record, listKey, line } = conversation;
-  const list = own(record, listKey);
-  const pairs = Array.isArray(list) ? list.slice() : [];
-  for (const [index, thought] of thoughts) {
+  return assembleList(conversation, thoughts, (pairs, index, thought) => {
     const at = (index - 1) / 2;
     const pair: unknown = pairs[at];
     const answer = Number.isInteger(at) && isObject(pair) ? own(pair, "output") : undefined;
-    if (typeof answer !== "string") {
-      throw new RangeError(
-        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
-      );
-    }
+    if (typeof answer !== "string") return false;
     pairs[at] = {
-      ...(pair as Record<string, unknown>),
+      ...pair as Record<string, unknown>,
       output: composeAnswer(framing, thought, answer),
     };
-  }
-  return JSON.stringify({ ...record, [listKey]: pairs });
+    return true;
+  });
 }
 
 /** A `texts` record with its thoughts in the answers (every odd index). */
@@ -686,19 +671,36 @@ function assembleTexts(
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
+  return assembleList(conversation, thoughts, (texts, index, thought) => {
+    const answer: unknown = index % 2 === 1 ? texts[index] : undefined;
+    if (typeof answer !== "string") return false;
+    texts[index] = composeAnswer(framing, thought, answer);
+    return true;
+  });
+}
+
+/**
+ * The record as JSON with a copy of its `listKey` list, each thought put in by `put`, which
+ * says `false` when turn `index` is no answer it can hold one.
+ */
+function assembleList(
+  conversation: Conversation,
+  thoughts: ReadonlyMap<number, string>,
+  put: (items: unknown[], index: number, thought: string) => boolean,
+): string {
   const { record, listKey, line } = conversation;
   const list = own(record, listKey);
-  const texts = Array.isArray(list) ? list.slice() : [];
+  const items = Array.isArray(list) ? list.slice() : [];
   for (const [index, thought] of thoughts) {
-    const answer: unknown = index % 2 === 1 ? texts[index] : undefined;
-    if (typeof answer !== "string") {
-      throw new RangeError(
-        `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
-      );
-    }
-    texts[index] = composeAnswer(framing, thought, answer);
+    if (!put(items, index, thought)) throw noSuchAnswer(index, line);
   }
-  return JSON.stringify({ ...record, [listKey]: texts });
+  return JSON.stringify({ ...record, [listKey]: items });
+}
+
+function noSuchAnswer(index: number, line: number): RangeError {
+  return new RangeError(
+    `Cannot add a thought to turn ${index + 1} of record at line ${line}: no such answer`,
+  );
 }
 
 /** The normalised turn. */
