@@ -19,15 +19,11 @@
  */
 
 import { fileURLToPath } from "node:url";
-import {
-  ConfigError,
-  HELP_TEXT,
-  type Options,
-  parseCliArgs,
-  PROXY_VARS,
-  resolveOptions,
-} from "./src/config.ts";
 import { CacheError } from "./src/cache.ts";
+import { parseCliArgs } from "./src/cli_args.ts";
+import { HELP_TEXT } from "./src/cli_help.ts";
+import { type Options, PROXY_VARS, resolveOptions } from "./src/config.ts";
+import { ConfigError } from "./src/config_error.ts";
 import { lazyEnv } from "./src/env.ts";
 import { InputError } from "./src/inputs.ts";
 import { startOfflineLlm } from "./src/offline_llm.ts";

@@ -33,10 +33,11 @@
 
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { isLoopbackHost, type Options } from "./src/config.ts";
+import type { Options } from "./src/config.ts";
 import type { ContentCoding } from "./src/decompress.ts";
 import { createEngine, type Engine } from "./src/engine.ts";
 import { EXIT } from "./src/run.ts";
+import { isLoopbackHost } from "./src/server_access.ts";
 import { requireBearerToken } from "./src/server_auth.ts";
 import { jsonError } from "./src/server_errors.ts";
 import { UpstreamHealth } from "./src/server_health.ts";

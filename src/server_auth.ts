@@ -7,7 +7,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
-import { isBearerToken } from "./config.ts";
+import { isBearerToken } from "./server_access.ts";
 import { jsonError } from "./server_errors.ts";
 
 /**

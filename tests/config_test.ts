@@ -1,15 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse } from "yaml";
-import {
-  ConfigError,
-  HELP_TEXT,
-  type Options,
-  parseCliArgs,
-  redactOptions,
-  type ResolveInput,
-  resolveOptions,
-} from "../src/config.ts";
+import { parseCliArgs } from "../src/cli_args.ts";
+import { HELP_TEXT } from "../src/cli_help.ts";
+import { type Options, type ResolveInput, resolveOptions } from "../src/config.ts";
+import { ConfigError } from "../src/config_error.ts";
+import { redactOptions } from "../src/redact.ts";
 
 function resolve(args: string[], input: Partial<ResolveInput> = {}): Options {
   const { flags, positionals } = parseCliArgs(args);
