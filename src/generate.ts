@@ -7,7 +7,9 @@
 
 import type { ThoughtCache } from "./cache.ts";
 import { createCacheKeyer } from "./cache.ts";
-import { type ChatClient, type ChatReply, LlmError, retryDelay } from "./llm.ts";
+import type { ChatClient, ChatReply } from "./llm.ts";
+import { LlmError } from "./llm_error.ts";
+import { retryDelay } from "./retry_delay.ts";
 import type { Limiter } from "./pool.ts";
 import { type PromptTemplate, renderMessages } from "./prompt.ts";
 import { extractThought, thoughtMayNeedTokenCount } from "./thought.ts";

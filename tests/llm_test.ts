@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { type ChatClientOptions, createChatClient, LlmError, retryDelay } from "../src/llm.ts";
+import { type ChatClientOptions, createChatClient } from "../src/llm.ts";
+import { LlmError } from "../src/llm_error.ts";
+import { retryDelay } from "../src/retry_delay.ts";
 import {
   type ChatRequestBody,
   errorResponse,
