@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import { resolveOptions } from "../src/config.ts";
-import { offlineThought } from "../src/offline_llm.ts";
+import { offlineThought } from "../src/offline_thought.ts";
 import { runConversion } from "../src/run.ts";
 import { extractThought } from "../src/thought.ts";
 import type { ThoughtRequest } from "../src/types.ts";

@@ -24,9 +24,9 @@ import {
   type ChatRequestBody,
   completionResponse,
   errorResponse,
-  offlineThought,
   startOfflineLlm,
 } from "../src/offline_llm.ts";
+import { offlineThought } from "../src/offline_thought.ts";
 
 /** Every fault the fake can inject. */
 export const FAULT_KINDS = [

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { evenFaults, FAULT_KINDS, type FaultKind, startFakeOpenAI } from "./fake_openai.ts";
-import { offlineThought, startOfflineLlm } from "../src/offline_llm.ts";
+import { startOfflineLlm } from "../src/offline_llm.ts";
+import { offlineThought } from "../src/offline_thought.ts";
 
 const SCRIPT = new URL("./fake_openai.ts", import.meta.url).pathname;
 const PROMPT = "<system_prompt>Be brief.</system_prompt>\n" +
