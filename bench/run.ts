@@ -6,7 +6,7 @@
  * writes `bench/results.json`.
  *
  * ```sh
- * deno task bench                    # the issue's sizes (1 GB memory runs): about 11 minutes
+ * deno task bench                    # the issue's sizes (1 GB memory runs): about 6 minutes
  * deno task bench --quick            # smaller sizes for development; writes bench/tmp/
  * deno task bench --only memory,overhead
  * ```
