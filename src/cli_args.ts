@@ -125,6 +125,16 @@ export function parseCliArgs(args: readonly string[]): ParsedArgs {
  *
  * @param positionals The positionals, the command word included.
  * @returns The command.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { commandOf } from "./cli_args.ts";
+ *
+ * assert.equal(commandOf(["serve"]), "serve");
+ * assert.equal(commandOf(["data.jsonl", "serve"]), "run");
+ * assert.equal(commandOf([]), "run");
+ * ```
  */
 export function commandOf(positionals: readonly string[]): Command {
   const first = positionals[0];

@@ -134,6 +134,19 @@ export interface ConfigLayer {
  * @param path The file's path, named in errors; relative paths in it start from its folder.
  * @returns The values by setting, and the keys that were accepted but do not apply.
  * @throws {ConfigError} On a YAML error, an unknown section or key, or two keys for one setting.
+ *
+ * @example An Augmentoolkit config
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readConfig } from "./config_file.ts";
+ *
+ * const text = "api:\n  large_model: m\n  small_model: s\npath:\n  input_dir: ./in\n";
+ * const config = readConfig(text, "conf/config.yaml");
+ * assert.equal(config.dir, "conf");
+ * assert.deepEqual(config.values.get("model"), { value: "m", key: "api.large_model" });
+ * assert.deepEqual(config.ignoredKeys, ["api.small_model"]);
+ * assert.throws(() => readConfig("llm:\n  modle: m\n", "c.yaml"), /key llm.modle is unknown/);
+ * ```
  */
 export function readConfig(text: string | undefined, path: string | undefined): ConfigLayer {
   const label = path === undefined ? "Cannot use config" : `Cannot use config "${path}"`;

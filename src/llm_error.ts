@@ -105,6 +105,23 @@ const REASON_PHRASES: Readonly<Record<number, string>> = {
  * @param error What the call threw.
  * @param context The endpoint, the key to mask and the timeout.
  * @returns The classified error.
+ *
+ * @example What the caller does next, by status
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { APIError } from "openai";
+ * import { classify } from "./llm_error.ts";
+ *
+ * const context = { apiKey: "sk-secret", apiKeyEnv: "OPENAI_API_KEY", origin: "http://x", timeoutMs: 1 };
+ * const status = (code: number, message: string) =>
+ *   classify(APIError.generate(code, { error: { message } }, undefined, new Headers()), context);
+ * assert.equal(status(429, "slow down").kind, "transient");
+ * assert.equal(status(400, "context too long").kind, "rejected");
+ * const refused = status(401, "bad key sk-secret");
+ * assert.equal(refused.kind, "fatal");
+ * assert.ok(!refused.message.includes("sk-secret"));
+ * assert.equal(classify(new SyntaxError("Unexpected token <"), context).kind, "transient");
+ * ```
  */
 export function classify(error: unknown, context: ErrorContext): LlmError {
   if (error instanceof LlmError) return error;

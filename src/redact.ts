@@ -54,6 +54,24 @@ export function redactOptions(options: Options): RedactedOptions {
  * @param apiKey The API key, if any.
  * @param token The server's bearer token, if any.
  * @returns The frozen options.
+ *
+ * @example Printing never shows the key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveOptions } from "./config.ts";
+ * import { sealOptions } from "./redact.ts";
+ *
+ * const { apiKey: _, token: __, ...visible } = resolveOptions({
+ *   flags: { model: "m" },
+ *   positionals: ["in.jsonl"],
+ *   env: {},
+ * });
+ * const options = sealOptions(visible, "sk-secret", undefined);
+ * assert.equal(options.apiKey, "sk-secret");
+ * assert.ok(!JSON.stringify(options).includes("sk-secret"));
+ * assert.ok(!Deno.inspect(options).includes("sk-secret"));
+ * assert.ok(Object.isFrozen(options));
+ * ```
  */
 export function sealOptions(
   visible: Omit<Options, "apiKey" | "token">,

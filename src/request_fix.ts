@@ -27,6 +27,28 @@ export interface RequestFix {
  * @param fields The request's fields as now sent.
  * @param model The model, for the notice.
  * @returns The change, or `null`.
+ *
+ * @example A reasoning model refuses max_tokens
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { APIError } from "openai";
+ * import { requestFix } from "./request_fix.ts";
+ *
+ * const refusal = APIError.generate(400, {
+ *   error: {
+ *     message: "Unsupported parameter: 'max_tokens' is not supported with this model. " +
+ *       "Use 'max_completion_tokens' instead.",
+ *     param: "max_tokens",
+ *   },
+ * }, undefined, new Headers());
+ * const fields = { model: "o4-mini", max_tokens: 1024 };
+ * const fix = requestFix(refusal, fields, "o4-mini");
+ * assert.match(fix?.notice ?? "", /max_completion_tokens/);
+ * fix?.apply(fields);
+ * assert.deepEqual(fields, { model: "o4-mini", max_completion_tokens: 1024 });
+ * assert.equal(requestFix(refusal, fields, "o4-mini")?.notice, null); // already made
+ * assert.equal(requestFix(new Error("reset"), fields, "o4-mini"), null);
+ * ```
  */
 export function requestFix(
   error: unknown,

@@ -132,6 +132,25 @@ const OWN_REQUEST_FIELDS: Readonly<Record<string, string>> = {
 /**
  * Reads one setting at a time: from its flag, else its environment variable, else the config
  * file, and checks it there, so an error names where the bad value came from.
+ *
+ * @example Flag, then environment, then config
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readConfig } from "./config_file.ts";
+ * import { SettingReader } from "./setting_reader.ts";
+ *
+ * const config = readConfig("llm:\n  model: from-config\n  concurrency: 8\n", "c.yaml");
+ * const read = new SettingReader(
+ *   { concurrency: "64" },
+ *   { COTFIT_MODEL: "from-env" },
+ *   config,
+ *   { placeholders: "reject" },
+ * );
+ * assert.equal(read.int("concurrency", 1, 4096), 64);
+ * assert.equal(read.text("model"), "from-env");
+ * const typo = new SettingReader({ concurrency: "lots" }, {}, config, { placeholders: "reject" });
+ * assert.throws(() => typo.int("concurrency", 1, 4096), /--concurrency must be a whole number/);
+ * ```
  */
 export class SettingReader {
   readonly #flags: CliFlags;
