@@ -1,11 +1,12 @@
 /**
  * One record in and out: parse and validate a ShareGPT (`{from, value}`) or OpenAI
- * (`{role, content}`) conversation, normalise its roles, and write it back in its own format
- * with thoughts in front of chosen answers, every other field untouched.
+ * (`{role, content}`) conversation, under a key or as a bare array of turns, normalise its roles,
+ * and write it back in its own format with thoughts in front of chosen answers, every other field
+ * untouched.
  *
  * @module
  */
-import type { Conversation, Role, Turn, TurnShape } from "./types.ts";
+import type { Conversation, ObjectConversation, Role, Turn, TurnShape } from "./types.ts";
 
 /**
  * A record that cannot be used, with the 1-based line it starts on and a reason a person
@@ -132,12 +133,14 @@ const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = 
 /**
  * Parses one record's JSON text and checks it is a conversation: an object whose
  * `conversations`, `messages` or `conversation` array holds ShareGPT `{from, value}` or OpenAI
- * `{role, content}` turns (one shape per record). Roles are normalised case-insensitively
- * (`human` -> `user`, `gpt` -> `assistant`, `function_call` -> `tool`...). OpenAI content may be
- * a string, an array of parts (text parts joined, others shown as `[type]`), or `null` (or
- * absent) on assistant turns. A top-level `system` string becomes `system`. Odd turn orders are
- * accepted: which turns get thoughts is decided elsewhere. A number JavaScript would write back
- * differently (`1.50`, an id past 2^53, `1e400`) is kept as its source text (`JSON.rawJSON`).
+ * `{role, content}` turns (one shape per record), or such an array itself (`listKey` `null`),
+ * known by its first element being a turn (an object with `from` or `role`). Roles are
+ * normalised case-insensitively (`human` -> `user`, `gpt` -> `assistant`, `function_call` ->
+ * `tool`...). OpenAI content may be a string, an array of parts
+ * (text parts joined, others shown as `[type]`), or `null` (or absent) on assistant turns. A
+ * top-level `system` string becomes `system`. Odd turn orders are accepted: which turns get
+ * thoughts is decided elsewhere. A number JavaScript would write back differently (`1.50`, an id
+ * past 2^53, `1e400`) is kept as its source text (`JSON.rawJSON`).
  *
  * @param text The record's JSON text.
  * @param line The 1-based line it starts on, for errors.
@@ -170,6 +173,10 @@ export function parseRecord(text: string, line: number): Conversation {
     throw new RecordError(line, `not valid JSON: ${message}`);
   }
   if (!isObject(value)) {
+    if (Array.isArray(value) && isTurn(value[0])) {
+      // The first element decides, as for a keyed list: later ones get the turn errors.
+      return { line, listKey: null, record: value, system: null, ...readListTurns(value, line) };
+    }
     throw new RecordError(line, `not a JSON object (found ${describe(value)})`);
   }
   const record = value;
@@ -230,6 +237,34 @@ export function parseRecord(text: string, line: number): Conversation {
   }
 
   return { line, listKey, record, system: systemPrompt, ...readListTurns(list, line) };
+}
+
+/**
+ * Whether `value` is a bare conversation: a non-empty array whose every element is a turn, an
+ * object with a ShareGPT `from` or an OpenAI `role`. The turns themselves are not checked, so a
+ * malformed one is reported by {@linkcode parseRecord} like any other.
+ *
+ * @param value A parsed JSON value.
+ * @returns `true` when `value` is such an array.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isTurnList } from "./records.ts";
+ *
+ * const turns = [{ from: "human", value: "Hi" }, { from: "gpt", value: "Hello" }];
+ * assert.equal(isTurnList(turns), true);
+ * assert.equal(isTurnList([{ conversations: [] }]), false);
+ * assert.equal(isTurnList([]), false);
+ * ```
+ */
+export function isTurnList(value: unknown): boolean {
+  return Array.isArray(value) && value.length > 0 && value.every(isTurn);
+}
+
+/** An object with a turn's role key, ShareGPT's `from` or OpenAI's `role`. */
+function isTurn(value: unknown): value is Record<string, unknown> {
+  return isObject(value) && shapeOf(value) !== null;
 }
 
 /** ShareGPT or OpenAI turns, one shape for the whole list (not empty). */
@@ -321,8 +356,8 @@ export function hasThought(framing: Framing, answer: string): boolean {
  * `thoughts` given its thought (see {@linkcode composeAnswer}). A string answer is rewritten; an
  * array of content parts gets a new first text part, the original parts untouched. Everything
  * else is `JSON.stringify` of the parsed input: same key order, every extra field kept, numbers
- * in their original text (see {@linkcode parseRecord}), no system prompt added. The input record
- * is not modified.
+ * in their original text (see {@linkcode parseRecord}), no system prompt added; a bare turn list
+ * stays a bare array. The input record is not modified.
  *
  * @param conversation A record from {@linkcode parseRecord}.
  * @param thoughts Thoughts by turn index (0-based position in the turn array).
@@ -353,8 +388,11 @@ export function assembleRecord(
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
+  if (thoughts.size === 0) return JSON.stringify(conversation.record);
+  if (conversation.listKey === null) {
+    return JSON.stringify(turnsWithThoughts(conversation.record, conversation, thoughts, framing));
+  }
   const { record, listKey, line } = conversation;
-  if (thoughts.size === 0) return JSON.stringify(record);
   if (conversation.shape === "instruction") {
     return assembleInstruction(conversation, thoughts, framing);
   }
@@ -366,7 +404,21 @@ export function assembleRecord(
     throw new TypeError(`Cannot assemble record at line ${line}: "${listKey}" is not an array`);
   }
   const list = Array.isArray(tail) ? [...head, ...tail] : head;
-  const textKey = SHAPE_KEYS[conversation.shape].text;
+  const shape = conversation.shape;
+  const turns = turnsWithThoughts(list, { shape, line }, thoughts, framing);
+  if (conversation.tail === undefined) return JSON.stringify({ ...record, [listKey]: turns });
+  const { key, from } = conversation.tail;
+  return JSON.stringify({ ...record, [listKey]: turns.slice(0, from), [key]: turns.slice(from) });
+}
+
+/** A copy of a ShareGPT or OpenAI turn list with each thought put in its turn's text. */
+function turnsWithThoughts(
+  list: readonly unknown[],
+  { shape, line }: { readonly shape: ListShape; readonly line: number },
+  thoughts: ReadonlyMap<number, string>,
+  framing: Framing,
+): unknown[] {
+  const textKey = SHAPE_KEYS[shape].text;
   const turns = list.slice();
   for (const [index, thought] of thoughts) {
     const turn: unknown = list[index];
@@ -387,9 +439,7 @@ export function assembleRecord(
       );
     }
   }
-  if (conversation.tail === undefined) return JSON.stringify({ ...record, [listKey]: turns });
-  const { key, from } = conversation.tail;
-  return JSON.stringify({ ...record, [listKey]: turns.slice(0, from), [key]: turns.slice(from) });
+  return turns;
 }
 
 /** A run that reads as a number, strings included: every number token of the JSON is one. */
@@ -446,7 +496,7 @@ function keepNumberText(
  * the responses of its `history` pairs (turn 2i + 1 is pair i's response).
  */
 function assembleInstruction(
-  conversation: Conversation,
+  conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
@@ -480,7 +530,7 @@ function readInstructionRecord(
   record: Record<string, unknown>,
   line: number,
   system: string | null,
-): Conversation | null {
+): ObjectConversation | null {
   for (const format of FLAT_FORMATS) {
     const request = own(record, format.request);
     const answer = own(record, format.answer);
@@ -648,7 +698,7 @@ function readPairs(list: readonly unknown[], line: number): Turn[] {
 
 /** A `pairs` record with its thoughts in the outputs (turn 2i + 1 is pair i's output). */
 function assemblePairs(
-  conversation: Conversation,
+  conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
@@ -667,7 +717,7 @@ function assemblePairs(
 
 /** A `texts` record with its thoughts in the answers (every odd index). */
 function assembleTexts(
-  conversation: Conversation,
+  conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
@@ -684,7 +734,7 @@ function assembleTexts(
  * says `false` when turn `index` is no answer it can hold one.
  */
 function assembleList(
-  conversation: Conversation,
+  conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   put: (items: unknown[], index: number, thought: string) => boolean,
 ): string {

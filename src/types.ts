@@ -45,11 +45,18 @@ export interface Turn {
  */
 export type TurnShape = "sharegpt" | "openai" | "pairs" | "texts" | "instruction";
 
-/** A parsed, validated input record. */
-export interface Conversation {
+/** What every parsed record has, whatever its JSON value. */
+interface ConversationBase {
   /** 1-based source line number. */
   readonly line: number;
   readonly shape: TurnShape;
+  /** A top-level `system` string field, when the record has one (LLaMA-Factory style). */
+  readonly system: string | null;
+  readonly turns: readonly Turn[];
+}
+
+/** A record that is a JSON object, its turns under a key or in flat fields. */
+export interface ObjectConversation extends ConversationBase {
   /**
    * The key holding the turn array (`conversations`, `messages`, `conversation`, or `data` for
    * `texts`); for an
@@ -63,10 +70,23 @@ export interface Conversation {
   readonly tail?: { readonly key: string; readonly from: number };
   /** The parsed JSON object, every field untouched, for re-serialisation in its own format. */
   readonly record: Record<string, unknown>;
-  /** A top-level `system` string field, when the record has one (LLaMA-Factory style). */
-  readonly system: string | null;
-  readonly turns: readonly Turn[];
 }
+
+/**
+ * A record that is itself the turn list: a bare JSON array of ShareGPT or OpenAI turns, as
+ * `json.dumps(messages)` writes one per line. It has no key and no top-level `system`.
+ */
+export interface BareListConversation extends ConversationBase {
+  readonly shape: "sharegpt" | "openai";
+  /** `null`: the turns are the record itself, not under a key. */
+  readonly listKey: null;
+  /** The parsed JSON array, every turn untouched, for re-serialisation as an array. */
+  readonly record: readonly unknown[];
+  readonly system: null;
+}
+
+/** A parsed, validated input record; `listKey` tells an object from a bare turn list. */
+export type Conversation = ObjectConversation | BareListConversation;
 
 /** Everything the LLM needs to write the thought for one assistant turn. */
 export interface ThoughtRequest {

@@ -4,6 +4,7 @@ import {
   composeAnswer,
   type Framing,
   hasThought,
+  isTurnList,
   parseRecord,
   RecordError,
 } from "../src/records.ts";
@@ -369,6 +370,7 @@ Deno.test("parseRecord() and assembleRecord() write every number back as it was 
   const text = `{"id":${numbers[0]},"stats":[${numbers.slice(1).join(",")}],"conversations":[` +
     '{"from":"human","value":"Hi","weight":0.0},{"from":"gpt","value":"Hello","weight":1.0}]}';
   const conversation = parseRecord(text, 1);
+  assert.ok(conversation.listKey !== null);
   // Numbers that round-trip stay plain numbers for whoever reads the record.
   assert.equal((conversation.record.stats as unknown[])[5], 3);
   assert.equal(assembleRecord(conversation, new Map(), framing), text);
@@ -519,6 +521,7 @@ Deno.test("assembleRecord() does not modify the parsed record", () => {
     ],
   });
   const conversation = parseRecord(text, 1);
+  assert.ok(conversation.listKey !== null);
   const before = structuredClone(conversation.record);
   const list = conversation.record.messages;
   assembleRecord(conversation, new Map([[1, "a"], [2, "b"]]), framing);
@@ -819,4 +822,115 @@ Deno.test("parseRecord() and assembleRecord() read and write TRL's prompt and co
     '{"prompt":[{"role":"user","content":"a"}],"completion":[{"from":"gpt","value":"b"}]}',
     "turn 2 mixes {from, value} with {role, content} turns",
   );
+});
+
+Deno.test("parseRecord() and assembleRecord() read and write a bare list of ShareGPT turns", () => {
+  const text = '[{"from":"system","value":"Be brief.","lang":"en"},' +
+    '{"from":"human","value":"2+2?"},{"id":7,"from":"gpt","value":"4","score":1.50}]';
+  const conversation = parseRecord(text, 4);
+  const { record: parsed, ...rest } = conversation;
+  assert.ok(Array.isArray(parsed));
+  assert.equal(JSON.stringify(parsed), text);
+  assert.deepEqual(rest, {
+    line: 4,
+    shape: "sharegpt",
+    listKey: null,
+    system: null,
+    turns: [
+      { index: 0, role: "system", name: "system", text: "Be brief." },
+      { index: 1, role: "user", name: "human", text: "2+2?" },
+      { index: 2, role: "assistant", name: "gpt", text: "4" },
+    ],
+  });
+  assert.equal(assembleRecord(conversation, new Map(), framing), text);
+  // Still an array; every other field of every turn kept, in order, and 1.50 as written.
+  assert.equal(
+    assembleRecord(conversation, new Map([[2, "Add."]]), framing),
+    text.replace('"value":"4"', '"value":"Thought Process:\\nAdd.\\n\\nAnswer:\\n4"'),
+  );
+  assert.equal(JSON.stringify(conversation.record), text, "the parsed record is not modified");
+});
+
+Deno.test("parseRecord() and assembleRecord() read and write a bare list of OpenAI turns", () => {
+  const parts = [{ type: "text", text: "A cat." }];
+  const turns = [
+    { role: "user", content: "Weather in Oslo?" },
+    { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function" }] },
+    { role: "tool", tool_call_id: "c1", content: "3 °C" },
+    { role: "assistant", content: "It is 3 °C.", name: "bob" },
+    { role: "user", content: "And this?" },
+    { role: "assistant", content: parts },
+  ];
+  const conversation = parseRecord(JSON.stringify(turns), 1);
+  assert.equal(conversation.shape, "openai");
+  assert.equal(conversation.listKey, null);
+  assert.deepEqual(conversation.turns.map((turn) => [turn.role, turn.text]), [
+    ["user", "Weather in Oslo?"],
+    ["assistant", null],
+    ["tool", "3 °C"],
+    ["assistant", "It is 3 °C."],
+    ["user", "And this?"],
+    ["assistant", "A cat."],
+  ]);
+  const written = JSON.parse(
+    assembleRecord(conversation, new Map([[3, "Read the tool."], [5, "Look."]]), framing),
+  );
+  assert.deepEqual(written, [
+    ...turns.slice(0, 3),
+    {
+      role: "assistant",
+      content: composeAnswer(framing, "Read the tool.", "It is 3 °C."),
+      name: "bob",
+    },
+    turns[4],
+    {
+      role: "assistant",
+      content: [{ type: "text", text: composeAnswer(framing, "Look.", "") }, ...parts],
+    },
+  ]);
+  assert.deepEqual(conversation.record, turns);
+  assert.throws(
+    () => assembleRecord(conversation, new Map([[1, "x"]]), framing),
+    new TypeError("Cannot add a thought to turn 2 of record at line 1: it has no text"),
+  );
+  assert.throws(() => assembleRecord(conversation, new Map([[6, "x"]]), framing), RangeError);
+});
+
+Deno.test("parseRecord() rejects a bare array's malformed turns as a listed record's", () => {
+  const human = { from: "human", value: "x" };
+  assertRejects(JSON.stringify([human, 42]), "turn 2 is not an object (found a number)");
+  assertRejects(
+    JSON.stringify([human, { speaker: "bot", text: "y" }]),
+    "turn 2 has neither {from, value} nor {role, content}",
+  );
+  assertRejects(
+    JSON.stringify([human, { role: "assistant", content: "y" }]),
+    "turn 2 mixes {role, content} with {from, value} turns",
+  );
+  assertRejects(
+    JSON.stringify([{ from: "narrator", value: "y" }]),
+    'turn 1: unknown role "narrator"',
+  );
+  assertRejects(
+    JSON.stringify([human, { from: "gpt", value: 7 }]),
+    'turn 2: "value" must be a string (found a number)',
+  );
+  assertRejects(JSON.stringify([{ role: "user" }]), 'turn 1: "content" is missing');
+});
+
+Deno.test("parseRecord() rejects an array that does not start with a turn as no object", () => {
+  const sharegpt = record([{ from: "human", value: "x" }], "conversations");
+  for (const text of ["[]", "[1]", `[${sharegpt}]`, `[[{"from":"human","value":"x"}]]`]) {
+    assertRejects(text, "not a JSON object (found an array)");
+  }
+});
+
+Deno.test("isTurnList() takes a non-empty array of objects that each have from or role", () => {
+  assert.equal(isTurnList([{ from: "human", value: "Hi" }]), true);
+  assert.equal(isTurnList([{ role: "user", content: "Hi" }, { from: "gpt", value: "x" }]), true);
+  assert.equal(isTurnList([{ role: "user", content: "Hi" }, 1]), false);
+  assert.equal(isTurnList([{ conversations: [] }]), false);
+  assert.equal(isTurnList([[{ from: "human", value: "Hi" }]]), false);
+  assert.equal(isTurnList([]), false);
+  assert.equal(isTurnList({ from: "human", value: "Hi" }), false);
 });
