@@ -134,9 +134,9 @@ const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = 
  * Parses one record's JSON text and checks it is a conversation: an object whose
  * `conversations`, `messages` or `conversation` array holds ShareGPT `{from, value}` or OpenAI
  * `{role, content}` turns (one shape per record), or such an array itself (`listKey` `null`),
- * known by its first element being a turn (an object with `from` or `role`). Roles are
- * normalised case-insensitively (`human` -> `user`, `gpt` -> `assistant`, `function_call` ->
- * `tool`...). OpenAI content may be a string, an array of parts
+ * known by its first element being a turn (an object with `from` or `role`); a lone turn is
+ * rejected as one. Roles are normalised case-insensitively (`human` -> `user`, `gpt` ->
+ * `assistant`, `function_call` -> `tool`...). OpenAI content may be a string, an array of parts
  * (text parts joined, others shown as `[type]`), or `null` (or absent) on assistant turns. A
  * top-level `system` string becomes `system`. Odd turn orders are accepted: which turns get
  * thoughts is decided elsewhere. A number JavaScript would write back differently (`1.50`, an id
@@ -218,6 +218,7 @@ export function parseRecord(text: string, line: number): Conversation {
       );
     }
     const flat = readInstructionRecord(record, line, systemPrompt);
+    if (flat === null && isTurn(record)) throw new RecordError(line, loneTurn(record));
     if (flat === null) {
       throw new RecordError(line, NO_CONVERSATION + wrapperHint(record) + transcriptHint(record));
     }
@@ -265,6 +266,13 @@ export function isTurnList(value: unknown): boolean {
 /** An object with a turn's role key, ShareGPT's `from` or OpenAI's `role`. */
 function isTurn(value: unknown): value is Record<string, unknown> {
   return isObject(value) && shapeOf(value) !== null;
+}
+
+/** The reason a lone turn (a turn list's element read as a whole record) is rejected. */
+function loneTurn(turn: Record<string, unknown>): string {
+  return `one turn, not a conversation: a record is a whole list of ${
+    braces(shapeOf(turn) ?? "sharegpt")
+  } turns, as a JSON array on one line or under "conversations" or "messages"`;
 }
 
 /** ShareGPT or OpenAI turns, one shape for the whole list (not empty). */

@@ -925,6 +925,17 @@ Deno.test("parseRecord() rejects an array that does not start with a turn as no 
   }
 });
 
+Deno.test("parseRecord() rejects a lone turn as one turn, not a conversation", () => {
+  const reason = (keys: string) =>
+    `one turn, not a conversation: a record is a whole list of ${keys} turns, as a JSON array ` +
+    'on one line or under "conversations" or "messages"';
+  assertRejects('{"from":"human","value":"Hi"}', reason("{from, value}"), 3);
+  assertRejects('{"role":"assistant","content":"Hello"}', reason("{role, content}"));
+  // A flat record that also has a role is read as its format, not as a turn.
+  const flat = parseRecord('{"role":"teacher","instruction":"Hi","output":"Hello"}', 1);
+  assert.equal(flat.shape, "instruction");
+});
+
 Deno.test("isTurnList() takes a non-empty array of objects that each have from or role", () => {
   assert.equal(isTurnList([{ from: "human", value: "Hi" }]), true);
   assert.equal(isTurnList([{ role: "user", content: "Hi" }, { from: "gpt", value: "x" }]), true);
