@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isTurnList } from "./records.ts";
 import type { Line } from "./types.ts";
 
 /** Limits shared by {@linkcode lineStream}, {@linkcode jsonArrayStream} and {@linkcode recordTextStream}. */
@@ -27,14 +28,19 @@ export interface LineOptions {
 /** Options of {@linkcode recordTextStream}. */
 export interface RecordTextOptions extends LineOptions {
   /**
-   * `"jsonl"`: one record per line. `"auto"`: one JSON array of records when the first
-   * non-whitespace byte (after an optional BOM) is `[`, pretty-printed records one after another
-   * when it is a `{` alone on its line, else one record per line.
+   * `"jsonl"`: one record per line. `"auto"`: the {@linkcode Layout} that
+   * {@linkcode sniffLayout} finds.
    *
    * @default {"jsonl"}
    */
   format?: "jsonl" | "auto";
 }
+
+/**
+ * How `"auto"` content is split into records: `"lines"`, one per line (JSONL); `"array"`, the
+ * elements of a JSON array; `"values"`, pretty-printed JSON values one after another.
+ */
+export type Layout = "lines" | "array" | "values";
 
 /**
  * Splits UTF-8 bytes on `\n` into numbered lines (from 1), dropping one trailing `\r` per line
@@ -116,9 +122,9 @@ export function jsonArrayStream(options: LineOptions = {}): TransformStream<Uint
 
 /**
  * Record texts from raw bytes in either input format: `"jsonl"` is {@linkcode lineStream};
- * `"auto"` looks at the first non-whitespace byte after an optional BOM and reads a JSON array
- * ({@linkcode jsonArrayStream}) when it is `[`, pretty-printed JSON values one after another when
- * it is a `{` alone on its line, else JSONL.
+ * `"auto"` reads the start of the content as {@linkcode sniffLayout} does, then splits all of it
+ * that way: a JSON array ({@linkcode jsonArrayStream}), pretty-printed JSON values one after
+ * another, or JSONL (a JSONL of bare turn lists included).
  *
  * @param options The format and size limits.
  * @returns A transform from raw bytes to {@linkcode Line}s.
@@ -153,6 +159,51 @@ export function recordTextStream(
   return byteTransform(new BomStripper(new FormatSniffer(resolveLimits(limits))));
 }
 
+/**
+ * How `"auto"` reads content, from its start (after an optional BOM): a `[` opens a JSON array,
+ * unless its line holds all of it and its elements are all turns (see `isTurnList` in
+ * `records.ts`), then the content is JSONL of bare conversations, as `json.dumps(messages)` per
+ * line writes it; a `{` alone on its line starts pretty-printed values one after another; anything
+ * else is JSONL. The `[` line decides only within `maxLineBytes` (a longer line is an array: as
+ * JSONL it would be rejected whole), so at most about that much is read; the stream is then
+ * cancelled.
+ *
+ * @param bytes The content, decompressed.
+ * @param options `maxLineBytes` bounds what is read.
+ * @returns The layout `recordTextStream({ format: "auto" })` will split the content by.
+ * @throws {RangeError} When a limit is not a positive integer (or negative, for `previewBytes`).
+ *
+ * @example JSONL of bare turn lists, and an array of records on one line
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sniffLayout } from "./lines.ts";
+ *
+ * const sniff = (text: string) => sniffLayout(ReadableStream.from([new TextEncoder().encode(text)]));
+ * const turns = '[{"from":"human","value":"Hi"},{"from":"gpt","value":"Hello"}]';
+ * assert.equal(await sniff(`${turns}\n${turns}\n`), "lines");
+ * assert.equal(await sniff(`[{"conversations":${turns}}]\n`), "array");
+ * assert.equal(await sniff(`[${turns},${turns}]`), "array");
+ * ```
+ */
+export async function sniffLayout(
+  bytes: ReadableStream<Uint8Array>,
+  options: LineOptions = {},
+): Promise<Layout> {
+  const sniffer = new LayoutSniffer(resolveLimits(options));
+  const bomless = new BomStripper(sniffer);
+  const reader = bytes.getReader();
+  try {
+    while (sniffer.layout === null) {
+      const { done, value } = await reader.read();
+      if (done) bomless.finish(NO_OUTPUT);
+      else bomless.push(value, NO_OUTPUT);
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return sniffer.layout;
+}
+
 const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_PREVIEW_BYTES = 1000;
 
@@ -185,7 +236,10 @@ function resolveLimits(options: LineOptions): Limits {
   return { maxBytes: maxLineBytes, previewBytes };
 }
 
-type LineOut = TransformStreamDefaultController<Line>;
+type LineOut = Pick<TransformStreamDefaultController<Line>, "enqueue">;
+
+/** For sinks that only decide and never write, as {@linkcode sniffLayout}'s. */
+const NO_OUTPUT: LineOut = { enqueue() {} };
 
 /** A stage fed bytes chunk by chunk; the building block of every stream here. */
 interface ByteSink {
@@ -707,66 +761,153 @@ class ArraySplitter implements ByteSink {
   }
 }
 
-type Format = "lines" | "array" | "values";
-
 /**
- * Picks the splitter from the start of the content: `[` is a JSON array; a first line that is
- * `{` alone is pretty-printed objects one after another (as `json.dumps(..., indent=2)` or
- * `jq` write them), which JSONL cannot be; anything else is JSONL. What comes before the choice
- * (leading whitespace, a `{` and the spaces after it) is held, up to the line limit, and
- * replayed, so line numbers stay right either way.
+ * Picks the splitter from the start of the content, by {@linkcode sniffLayout}'s rules, and
+ * replays what the choice took to read into it, so line numbers stay right either way.
  */
 class FormatSniffer implements ByteSink {
   #next: ByteSink | null = null;
-  #held: Uint8Array[] = [];
-  #heldBytes = 0;
-  /** A `{` came after the leading whitespace: the rest of its line decides. */
-  #seenBrace = false;
+  readonly #sniffer: LayoutSniffer;
   readonly #limits: Limits;
 
   constructor(limits: Limits) {
     this.#limits = limits;
+    this.#sniffer = new LayoutSniffer(limits);
   }
 
   push(chunk: Uint8Array, out: LineOut): void {
     if (this.#next !== null) return this.#next.push(chunk, out);
-    this.#held.push(chunk.slice());
-    this.#heldBytes += chunk.length;
-    const format = this.#sniff(chunk);
-    if (format !== null) this.#choose(format, out);
-    else if (this.#heldBytes > this.#limits.maxBytes) this.#choose("lines", out);
+    const layout = this.#sniffer.push(chunk);
+    if (layout !== null) this.#choose(layout, out);
   }
 
   finish(out: LineOut): void {
-    (this.#next ?? this.#choose("lines", out)).finish(out);
+    (this.#next ?? this.#choose(this.#sniffer.finish(), out)).finish(out);
   }
 
-  /** The format once `chunk` tells it, or `null` while it can still be any. */
-  #sniff(chunk: Uint8Array): Format | null {
-    for (const byte of chunk) {
-      if (this.#seenBrace) {
-        if (byte === LF) return "values";
-        if (byte !== SPACE && byte !== TAB && byte !== CR) return "lines";
-      } else if (byte === OPEN_BRACKET) {
-        return "array";
-      } else if (byte === OPEN_BRACE) {
-        this.#seenBrace = true;
-      } else if (!isJsonWhitespace(byte)) {
-        return "lines";
+  #choose(layout: Layout, out: LineOut): ByteSink {
+    const next = layout === "lines"
+      ? new LineSplitter(this.#limits)
+      : new ArraySplitter(this.#limits, layout === "array");
+    this.#next = next;
+    for (const chunk of this.#sniffer.take()) next.push(chunk, out);
+    return next;
+  }
+}
+
+type SniffState = "start" | "brace" | "bracket";
+
+/**
+ * Finds the {@linkcode Layout} of content fed to it chunk by chunk, holding every byte until
+ * then; see {@linkcode sniffLayout} for the rules. What it holds stays within about twice the
+ * line limit: leading whitespace up to the limit, then the first line up to the limit.
+ */
+class LayoutSniffer implements ByteSink {
+  #layout: Layout | null = null;
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  #state: SniffState = "start";
+  /** Where the line being read starts, as an offset into the content. */
+  #lineStart = 0;
+  /** Where the opening `[` is. */
+  #bracketAt = -1;
+  /** Something other than whitespace came after the `[`. */
+  #afterBracket = false;
+  readonly #limits: Limits;
+  readonly #utf8: Utf8;
+
+  constructor(limits: Limits) {
+    this.#limits = limits;
+    this.#utf8 = new Utf8(0);
+  }
+
+  /** The layout, once decided. */
+  get layout(): Layout | null {
+    return this.#layout;
+  }
+
+  /** Holds `chunk`; returns the layout once the content so far decides it, else `null`. */
+  push(chunk: Uint8Array): Layout | null {
+    if (this.#layout !== null) return this.#layout;
+    const offset = this.#heldBytes;
+    // A copy: the producer may reuse its chunk buffers.
+    this.#held.push(chunk.slice());
+    this.#heldBytes += chunk.length;
+    let layout = this.#scan(chunk, offset);
+    if (layout === null && this.#state === "bracket") {
+      // One byte over the limit still fits: it may be the `\r` of a `\r\n`.
+      if (this.#heldBytes - this.#lineStart > this.#limits.maxBytes + 1) layout = "array";
+    } else if (layout === null && this.#heldBytes > this.#limits.maxBytes) {
+      layout = "lines";
+    }
+    return this.#layout = layout;
+  }
+
+  /** The layout at the end of the content. */
+  finish(): Layout {
+    this.#layout ??= this.#state === "bracket" ? this.#bracketLine(this.#heldBytes) : "lines";
+    return this.#layout;
+  }
+
+  /** Every byte held, handed over once for the chosen splitter to read first. */
+  take(): Uint8Array[] {
+    const held = this.#held;
+    this.#held = [];
+    return held;
+  }
+
+  #scan(chunk: Uint8Array, offset: number): Layout | null {
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i];
+      switch (this.#state) {
+        case "start":
+          if (byte === LF) {
+            this.#lineStart = offset + i + 1;
+          } else if (byte === OPEN_BRACKET) {
+            this.#state = "bracket";
+            this.#bracketAt = offset + i;
+          } else if (byte === OPEN_BRACE) {
+            this.#state = "brace";
+          } else if (!isJsonWhitespace(byte)) {
+            return "lines";
+          }
+          break;
+        case "brace":
+          if (byte === LF) return "values";
+          if (byte !== SPACE && byte !== TAB && byte !== CR) return "lines";
+          break;
+        case "bracket": {
+          if (!this.#afterBracket) {
+            if (byte === LF) return "array";
+            if (isJsonWhitespace(byte)) break;
+            // Only objects can be turns: `[[`, `[1`, `[]` are arrays at once.
+            if (byte !== OPEN_BRACE) return "array";
+            this.#afterBracket = true;
+          }
+          const newline = chunk.indexOf(LF, i);
+          return newline === -1 ? null : this.#bracketLine(offset + newline);
+        }
       }
     }
     return null;
   }
 
-  #choose(format: Format, out: LineOut): ByteSink {
-    const next = format === "lines"
-      ? new LineSplitter(this.#limits)
-      : new ArraySplitter(this.#limits, format === "array");
-    const held = this.#held;
-    this.#held = [];
-    this.#heldBytes = 0;
-    this.#next = next;
-    for (const chunk of held) next.push(chunk, out);
-    return next;
+  /**
+   * The layout the `[` line, ending at `end`, decides: JSONL when it is one JSON array of turns
+   * (as long as JSONL allows), else an array.
+   */
+  #bracketLine(end: number): Layout {
+    let bytes = concat(this.#held, end).subarray(this.#bracketAt);
+    if (bytes[bytes.length - 1] === CR) bytes = bytes.subarray(0, -1);
+    const lineBytes = this.#bracketAt - this.#lineStart + bytes.length;
+    if (lineBytes > this.#limits.maxBytes) return "array";
+    const text = this.#utf8.decode(bytes);
+    if (text === null) return "array";
+    try {
+      return isTurnList(JSON.parse(text)) ? "lines" : "array";
+    } catch {
+      // Not JSON on its own (an array that goes on past its first line): an array it is.
+      return "array";
+    }
   }
 }

@@ -5,6 +5,7 @@ import {
   lineStream,
   type RecordTextOptions,
   recordTextStream,
+  sniffLayout,
 } from "../src/lines.ts";
 import type { Line } from "../src/types.ts";
 
@@ -465,6 +466,147 @@ Deno.test("recordTextStream() with auto passes limits on and handles blank input
     { line: 1, text: " " },
     { line: 2, text: "" },
   ]);
+});
+
+const SHAREGPT_TURNS = '[{"from":"human","value":"Hi ]\\n"},{"from":"gpt","value":"Hello"}]';
+const OPENAI_TURNS = '[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]';
+
+Deno.test("recordTextStream() with auto reads JSONL of bare turn lists line by line", async () => {
+  const bytes = bytesOf(
+    "\uFEFF\n",
+    ` ${SHAREGPT_TURNS}\r\n`,
+    `${OPENAI_TURNS}\n\n`,
+    '{"from":"human","value":"x"}\n',
+    "[1]",
+  );
+  await assertEverySplit(bytes, () => recordTextStream({ format: "auto" }), [
+    { line: 1, text: "" },
+    { line: 2, text: ` ${SHAREGPT_TURNS}` },
+    { line: 3, text: OPENAI_TURNS },
+    { line: 4, text: "" },
+    { line: 5, text: '{"from":"human","value":"x"}' },
+    { line: 6, text: "[1]" },
+  ]);
+});
+
+Deno.test("recordTextStream() with auto reads an array of records or of turn lists as an array", async () => {
+  const record = `{"id":1,"conversations":${SHAREGPT_TURNS}}`;
+  const cases: [string, Line[]][] = [
+    // Records on one line, or a turn list beside one.
+    [`[${record},{"id":2}]\n`, [{ line: 1, text: record }, { line: 1, text: '{"id":2}' }]],
+    [
+      `[${OPENAI_TURNS.slice(1, -1)},${record}]`,
+      [
+        { line: 1, text: '{"role":"user","content":"2+2?"}' },
+        { line: 1, text: '{"role":"assistant","content":"4"}' },
+        { line: 1, text: record },
+      ],
+    ],
+    // Turn lists, on one line or pretty-printed.
+    [
+      `[${SHAREGPT_TURNS},${OPENAI_TURNS}]\n`,
+      [{ line: 1, text: SHAREGPT_TURNS }, { line: 1, text: OPENAI_TURNS }],
+    ],
+    [
+      `[\n  ${SHAREGPT_TURNS},\n  ${OPENAI_TURNS}\n]\n`,
+      [{ line: 2, text: SHAREGPT_TURNS }, { line: 3, text: OPENAI_TURNS }],
+    ],
+    // Turns, but the array goes on past its first line: each element is a record.
+    [
+      `[${OPENAI_TURNS.slice(1, -1)},\n{"role":"user","content":"x"}]`,
+      [
+        { line: 1, text: '{"role":"user","content":"2+2?"}' },
+        { line: 1, text: '{"role":"assistant","content":"4"}' },
+        { line: 2, text: '{"role":"user","content":"x"}' },
+      ],
+    ],
+  ];
+  for (const [text, expected] of cases) {
+    await assertEverySplit(bytesOf(text), () => recordTextStream({ format: "auto" }), expected);
+  }
+});
+
+Deno.test("recordTextStream() with auto takes a [ line as JSONL only within maxLineBytes", async () => {
+  const fits = { format: "auto", maxLineBytes: SHAREGPT_TURNS.length } as const;
+  // At the limit, CR or not: JSONL.
+  await assertEverySplit(
+    bytesOf(`${SHAREGPT_TURNS}\r\n${SHAREGPT_TURNS}`),
+    () => recordTextStream(fits),
+    [{ line: 1, text: SHAREGPT_TURNS }, { line: 2, text: SHAREGPT_TURNS }],
+  );
+  // One byte over, its leading space included: JSONL would reject it whole, so an array it is.
+  await assertEverySplit(bytesOf(` ${SHAREGPT_TURNS}`), () => recordTextStream(fits), [
+    { line: 1, text: '{"from":"human","value":"Hi ]\\n"}' },
+    { line: 1, text: '{"from":"gpt","value":"Hello"}' },
+  ]);
+});
+
+Deno.test("sniffLayout() tells the layout recordTextStream() with auto reads", async () => {
+  const sniff = (text: string | Uint8Array, options: LineOptions = {}) =>
+    sniffLayout(ReadableStream.from([typeof text === "string" ? bytesOf(text) : text]), options);
+  assert.equal(await sniff(`\uFEFF${SHAREGPT_TURNS}`), "lines");
+  assert.equal(await sniff(`\n\t${OPENAI_TURNS}\r\n[1]\n`), "lines");
+  assert.equal(await sniff('{"a":1}\n'), "lines");
+  assert.equal(await sniff(""), "lines");
+  assert.equal(await sniff("{ \r\n}"), "values");
+  assert.equal(await sniff(`[${SHAREGPT_TURNS}]`), "array");
+  assert.equal(await sniff("[\n"), "array");
+  assert.equal(await sniff('[{"from":"human","value":'), "array");
+  assert.equal(await sniff(bytesOf('[{"from":"human","value":"', [0xff], '"}]')), "array");
+  assert.equal(await sniff(SHAREGPT_TURNS, { maxLineBytes: SHAREGPT_TURNS.length - 1 }), "array");
+});
+
+Deno.test("sniffLayout() reads no further than the line limit and cancels the rest", async () => {
+  const chunk = bytesOf(`${SHAREGPT_TURNS.slice(0, -1)},`.padEnd(1024, " "));
+  let pulled = 0;
+  let cancelled = false;
+  const source = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(chunk);
+      pulled += chunk.length;
+    },
+    cancel() {
+      cancelled = true;
+    },
+  }, { highWaterMark: 0 });
+  assert.equal(await sniffLayout(source, { maxLineBytes: 64 * 1024 }), "array");
+  assert.ok(cancelled);
+  assert.ok(pulled <= 64 * 1024 + 2 * chunk.length, `read ${pulled} bytes`);
+});
+
+Deno.test("recordTextStream() with auto holds no more than the limit of a huge [ line", async () => {
+  const chunk = new Uint8Array(64 * 1024).fill(0x78);
+  const chunkCount = 1024;
+  const memory = () => Deno.memoryUsage().heapUsed + Deno.memoryUsage().external;
+  const before = memory();
+  let peak = 0;
+  let sent = 0;
+  const source = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytesOf('[{"from":"human","value":"'));
+    },
+    pull(controller) {
+      if (sent < chunkCount) {
+        controller.enqueue(chunk);
+        sent++;
+        if (sent % 64 === 0) peak = Math.max(peak, memory() - before);
+      } else {
+        controller.enqueue(bytesOf('"}, {"next":1}]\n'));
+        controller.close();
+      }
+    },
+  });
+  const options = { format: "auto", maxLineBytes: 1024 * 1024, previewBytes: 9 } as const;
+  const lines = await Array.fromAsync(source.pipeThrough(recordTextStream(options)));
+  assert.deepEqual(lines, [
+    {
+      line: 1,
+      error: "element is 67108891 bytes, over the limit of 1048576",
+      preview: '{"from":"',
+    },
+    { line: 1, text: '{"next":1}' },
+  ]);
+  assert.ok(peak < 16 * 1024 * 1024, `memory grew by ${peak} bytes while reading the line`);
 });
 
 Deno.test("recordTextStream() rejects an unknown format", () => {
