@@ -14,6 +14,7 @@ import { createEngine, type Engine } from "./engine.ts";
 import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { type InputPlan, planInputs } from "./inputs.ts";
+import { type Layout, sniffLayout } from "./lines.ts";
 import { rephraseStream } from "./pipeline.ts";
 import { whileQueueShort } from "./pool.ts";
 import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
@@ -49,7 +50,9 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
   const plans = await planInputs(options.inputs, options.output);
   // The total only feeds the progress line: a --quiet run does not read its inputs twice.
-  const total = options.quiet ? null : selectedTotal(await countTotal(plans), options);
+  const total = options.quiet
+    ? null
+    : selectedTotal(await countTotal(plans, options.maxLineBytes), options);
   // --quiet leaves stderr to errors (and to rejects, when they go there).
   const say = options.quiet ? () => {} : env.stderr;
   const progress = createProgress({
@@ -153,7 +156,7 @@ interface ConvertContext {
 async function convertOne(plan: InputPlan, context: ConvertContext): Promise<void> {
   const { options, env, engine, progress } = context;
   const { meter } = engine;
-  const { read, isArray, coding } = await lookAt(plan);
+  const { read, isArray, coding } = await lookAt(plan, options.maxLineBytes);
   const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
   const out: TextSink = context.dryRun
     ? nullSink()
@@ -271,12 +274,15 @@ async function runCachePath(options: Options): Promise<string | null> {
   return await Deno.stat(path).then(() => path, () => null);
 }
 
-async function countTotal(plans: readonly InputPlan[]): Promise<number | null> {
+async function countTotal(
+  plans: readonly InputPlan[],
+  maxLineBytes: number,
+): Promise<number | null> {
   let total = 0;
   for (const plan of plans) {
     // A pipe read twice would lose its records to the count.
     if (!plan.regular) return null;
-    const { read, coding } = await lookAt(plan);
+    const { read, coding } = await lookAt(plan, maxLineBytes);
     if (read === "auto" || coding !== "identity") return null;
     total += await countLines(plan.input);
   }
@@ -310,48 +316,36 @@ interface InputLook {
 // Looked at once per input, for the progress total and for the conversion.
 const looks = new WeakMap<InputPlan, Promise<InputLook>>();
 
-function lookAt(plan: InputPlan): Promise<InputLook> {
+function lookAt(plan: InputPlan, maxLineBytes: number): Promise<InputLook> {
   let look = looks.get(plan);
-  if (look === undefined) looks.set(plan, look = examine(plan));
+  if (look === undefined) looks.set(plan, look = examine(plan, maxLineBytes));
   return look;
 }
 
 /**
  * A `.json` file holding an array is written back as one; a `.jsonl` file that is really a JSON
  * array (or pretty-printed objects, a first line that is `{` alone) is read as one too, but
- * written as its name says, JSONL, instead of being rejected line by line.
+ * written as its name says, JSONL, instead of being rejected line by line. JSONL of bare turn
+ * lists, which starts with `[` too, is JSONL whatever the name.
  */
-async function examine(plan: InputPlan): Promise<InputLook> {
+async function examine(plan: InputPlan, maxLineBytes: number): Promise<InputLook> {
   // Stdin or a pipe, looked at as it is read: its records are written as JSONL.
   if (!plan.regular) return { read: "auto", isArray: false, coding: "sniff" };
-  const start = await startOf(plan.input);
-  const isArray = plan.format === "auto" && start.startsWith("[");
-  const document = start.startsWith("[") || /^\{[ \t\r]*\n/.test(start);
+  const layout = await layoutOf(plan.input, maxLineBytes);
   return {
-    read: plan.format === "auto" || document ? "auto" : "jsonl",
-    isArray,
+    read: plan.format === "auto" || layout !== "lines" ? "auto" : "jsonl",
+    isArray: plan.format === "auto" && layout === "array",
     coding: await needsDecoder(plan.input) ? "sniff" : "identity",
   };
 }
 
-/** The text of a file from its first non-whitespace character to the end of that line, at most. */
-async function startOf(path: string): Promise<string> {
+/**
+ * How a file's records are laid out, as the conversion will find it: through the decompressor,
+ * so a `.json.gz` array is an array too.
+ */
+async function layoutOf(path: string, maxLineBytes: number): Promise<Layout> {
   const file = await Deno.open(path);
-  // Through the decompressor, as the records are read: a `.json.gz` array is an array too.
-  const reader = file.readable.pipeThrough(decompressStream({ onFault() {} }))
-    .pipeThrough(new TextDecoderStream()).getReader();
-  // trimStart() drops a BOM too: U+FEFF is white space to JavaScript.
-  let text = "";
-  try {
-    // Up to the end of the first line that holds something (a `{` alone decides on that), or
-    // 64 KiB: a one-line file may be huge.
-    while (text.length < 64 * 1024 && !/\S[^\n]*\n/.test(text)) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  return text.trimStart();
+  return await sniffLayout(file.readable.pipeThrough(decompressStream({ onFault() {} })), {
+    maxLineBytes,
+  });
 }

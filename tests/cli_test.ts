@@ -22,14 +22,22 @@ function withThoughts(
   framing = { preface: "Thought Process:", suffix: "\nAnswer:" },
 ): Json {
   const key = "conversations" in record ? "conversations" : "messages";
-  const turns = (record[key] as Json[]).map((turn) => {
+  return { ...record, [key]: turnsWithThoughts(record[key] as Json[], thoughtsByAnswer, framing) };
+}
+
+/** Rebuilds a turn list: answers prefixed with the thought made for them. */
+function turnsWithThoughts(
+  turns: readonly Json[],
+  thoughtsByAnswer: Map<string, string>,
+  framing = { preface: "Thought Process:", suffix: "\nAnswer:" },
+): Json[] {
+  return turns.map((turn) => {
     const text = (turn.value ?? turn.content) as unknown;
     const thought = typeof text === "string" ? thoughtsByAnswer.get(text) : undefined;
     if (thought === undefined) return turn;
     const field = "value" in turn ? "value" : "content";
     return { ...turn, [field]: `${framing.preface}\n${thought}\n${framing.suffix}\n${text}` };
   });
-  return { ...record, [key]: turns };
 }
 
 function thoughtsFrom(bodies: readonly { messages: readonly { content: unknown }[] }[]) {
@@ -303,6 +311,92 @@ Deno.test("cli: a .jsonl file holding a JSON array or pretty-printed objects is 
   );
   const pretty = parseJsonl(await Deno.readTextFile(join(root, "out/pretty.jsonl")));
   assert.deepEqual(pretty, SHAREGPT.slice(0, 2).map((record) => withThoughts(record, thoughts)));
+});
+
+/** Conversations as bare turn lists, as `json.dumps(messages)` writes them. */
+const BARE: Json[][] = [
+  [
+    { from: "system", value: "You are terse." },
+    { from: "human", value: "Capital of Italy?", lang: "en" },
+    { from: "gpt", value: "Rome.", score: 1 },
+  ],
+  [
+    { role: "user", content: "3+4?" },
+    { role: "assistant", content: "7.", name: "calc" },
+    { role: "user", content: "And 5+6?" },
+    { role: "assistant", content: "11." },
+  ],
+];
+
+Deno.test("cli: a .jsonl of bare turn lists is read line by line and written as bare arrays", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const ping = [{ role: "user", content: "Ping?" }, { role: "assistant", content: "Pong." }];
+  const lines = [
+    JSON.stringify(BARE[0]),
+    JSON.stringify(BARE[1]),
+    '{"from": "human", "value": "Hi"}', // 3: one turn
+    '[{"from": "human", "value": "Hi"}, {"from": "gpt", "value": 7}]', // 4
+    JSON.stringify(ping),
+  ];
+  const root = await tempTree({ "chats.jsonl": lines.join("\n") + "\n" });
+  const result = await runCli(convertArgs(join(root, "chats.jsonl"), join(root, "out"), fake.url));
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /3 written, 2 rejected, 0 skipped/);
+  assert.equal(fake.stats.requests, 4, "one call per answer");
+
+  const thoughts = thoughtsFrom(fake.bodies);
+  const written = parseJsonl(await Deno.readTextFile(join(root, "out/chats.jsonl"))) as Json[][];
+  assert.deepEqual(written, [...BARE, ping].map((turns) => turnsWithThoughts(turns, thoughts)));
+  assert.ok(written.every(Array.isArray), "each line is still a bare array");
+  assert.match(String(written[0][2].value), /^Thought Process:\n[^]+\n\nAnswer:\nRome\.$/);
+  assert.deepEqual(Object.keys(written[0][1]), ["from", "value", "lang"]);
+
+  const rejects = parseJsonl(await Deno.readTextFile(join(root, "out/chats.rejects.jsonl")));
+  assert.deepEqual(
+    rejects.map((reject) => [(reject as Json).line, (reject as Json).reason]),
+    [
+      [
+        3,
+        "one turn, not a conversation: a record is a whole list of {from, value} turns, as a " +
+        'JSON array on one line or under "conversations" or "messages"',
+      ],
+      [4, 'turn 2: "value" must be a string (found a number)'],
+    ],
+  );
+});
+
+Deno.test("cli: a .json array of turn lists is written back as an array, a .json of lines as lines", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const root = await tempTree({
+    "in/pretty.json": JSON.stringify(BARE, null, 2),
+    "in/flat.json": JSON.stringify(BARE),
+    "in/lines.json": BARE.map((turns) => JSON.stringify(turns)).join("\n") + "\n",
+  });
+  const result = await runCli(convertArgs(join(root, "in"), join(root, "out"), fake.url));
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /6 written, 0 rejected, 0 skipped/);
+  const thoughts = thoughtsFrom(fake.bodies);
+  const expected = BARE.map((turns) => turnsWithThoughts(turns, thoughts));
+  for (const name of ["pretty.json", "flat.json"]) {
+    const text = await Deno.readTextFile(join(root, "out", name));
+    assert.deepEqual(JSON.parse(text), expected, name);
+  }
+  const lines = await Deno.readTextFile(join(root, "out/lines.json"));
+  assert.equal(lines.trimEnd().split("\n").length, 2, "one bare array a line, as read");
+  assert.deepEqual(parseJsonl(lines), expected);
+});
+
+Deno.test("cli: bare turn lists on stdin come out as bare arrays on stdout", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  const result = await runCli(["-", "--base-url", fake.url, "--model", "m", "-q"], {
+    stdin: BARE.map((turns) => JSON.stringify(turns)).join("\r\n"),
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const thoughts = thoughtsFrom(fake.bodies);
+  assert.deepEqual(
+    parseJsonl(result.stdout),
+    BARE.map((turns) => turnsWithThoughts(turns, thoughts)),
+  );
 });
 
 Deno.test("cli: a UTF-16 file (Windows PowerShell 5's redirect) is read as its text, written UTF-8", async () => {
