@@ -200,6 +200,40 @@ Deno.test("createApp() reads a JSON array body element by element, answering JSO
   assert.deepEqual(lines[1], { error: { line, message: "not a JSON object (found a number)" } });
 });
 
+Deno.test("createApp() reads a body of bare turn lists line by line, answering bare arrays", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  await using server = await startServer(serveOptions(fake));
+  const lists = [1, 2].map((i) => {
+    const { conversations } = sharegpt("bare", i) as { conversations: Json[] };
+    return conversations;
+  });
+  const body = `${JSON.stringify(lists[0])}\n{"from":"human","value":"Hi"}\n` +
+    JSON.stringify(lists[1]);
+  const response = await server.request("/v1/rephrase", { method: "POST", body });
+  assert.equal(response.status, 200);
+  const lines = (await response.text()).trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.equal(lines.length, 3);
+  for (const [index, turns] of [[0, lists[0]], [2, lists[1]]] as const) {
+    const answer = rewritten({ conversations: turns }, fake);
+    assert.deepEqual(lines[index], [turns[0], { ...turns[1], value: answer }]);
+  }
+  assert.equal(lines[1].error.line, 2);
+  assert.match(lines[1].error.message, /^one turn, not a conversation/);
+  const metrics = await metricsOf(server);
+  assert.match(metrics, /^cotfit_records_total\{outcome="written"\} 2$/m);
+  assert.match(metrics, /^cotfit_records_total\{outcome="rejected"\} 1$/m);
+
+  // A JSON array of them is read element by element, each answered as a bare array.
+  const array = await server.request("/v1/rephrase", {
+    method: "POST",
+    body: JSON.stringify(lists, null, 2),
+  });
+  assert.deepEqual(
+    (await array.text()).trimEnd().split("\n").map((line) => JSON.parse(line)),
+    [lines[0], lines[2]],
+  );
+});
+
 Deno.test("createApp() sends its own output back unchanged, with no call", async () => {
   await using fake = await startFakeOpenAI();
   await using server = await startServer(serveOptions(fake));
