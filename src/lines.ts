@@ -164,9 +164,10 @@ export function recordTextStream(
  * unless its line holds all of it and its elements are all turns (see `isTurnList` in
  * `records.ts`), then the content is JSONL of bare conversations, as `json.dumps(messages)` per
  * line writes it; a `{` alone on its line starts pretty-printed values one after another; anything
- * else is JSONL. The `[` line decides only within `maxLineBytes` (a longer line is an array: as
- * JSONL it would be rejected whole), so at most about that much is read; the stream is then
- * cancelled.
+ * else is JSONL. A first element that is no turn decides at once (a one-line array of records,
+ * as `json.dump` writes one without `indent`, is not held to its end); otherwise the `[` line
+ * decides, within `maxLineBytes` (a longer line is an array: as JSONL it would be rejected whole),
+ * so at most about that much is read. The stream is then cancelled.
  *
  * @param bytes The content, decompressed.
  * @param options `maxLineBytes` bounds what is read.
@@ -811,8 +812,16 @@ class LayoutSniffer implements ByteSink {
   #lineStart = 0;
   /** Where the opening `[` is. */
   #bracketAt = -1;
+  /** Where the first element's `{` is. */
+  #elementAt = -1;
   /** Something other than whitespace came after the `[`. */
   #afterBracket = false;
+  /** The first element, an object, is read to its end: nesting depth, and where in a string. */
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+  /** The first element was a turn: the rest of the line decides. */
+  #firstIsTurn = false;
   readonly #limits: Limits;
   readonly #utf8: Utf8;
 
@@ -883,6 +892,17 @@ class LayoutSniffer implements ByteSink {
             // Only objects can be turns: `[[`, `[1`, `[]` are arrays at once.
             if (byte !== OPEN_BRACE) return "array";
             this.#afterBracket = true;
+            this.#elementAt = offset + i;
+          }
+          if (!this.#firstIsTurn) {
+            // A one-line array of records (what `json.dump` writes without `indent`) is known
+            // by its first element, not held and parsed whole up to the line limit.
+            const end = this.#firstElementEnd(chunk, i);
+            if (end === -1) return null;
+            if (end === -2) return "array";
+            if (!this.#firstElementIsTurn(offset + end)) return "array";
+            this.#firstIsTurn = true;
+            i = end;
           }
           const newline = chunk.indexOf(LF, i);
           return newline === -1 ? null : this.#bracketLine(offset + newline);
@@ -890,6 +910,41 @@ class LayoutSniffer implements ByteSink {
       }
     }
     return null;
+  }
+
+  /**
+   * Reads the first element on from `chunk[from]`: the index of its closing `}` in `chunk`, -1 when
+   * it goes on past the chunk, -2 when its line ends first (an array spread over lines).
+   */
+  #firstElementEnd(chunk: Uint8Array, from: number): number {
+    for (let i = from; i < chunk.length; i++) {
+      const byte = chunk[i];
+      if (this.#inString) {
+        if (this.#escaped) this.#escaped = false;
+        else if (byte === BACKSLASH) this.#escaped = true;
+        else if (byte === QUOTE) this.#inString = false;
+      } else if (byte === QUOTE) {
+        this.#inString = true;
+      } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+        this.#depth++;
+      } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
+        if (--this.#depth === 0) return i;
+      } else if (byte === LF) {
+        return -2;
+      }
+    }
+    return -1;
+  }
+
+  /** Whether the first element, from its `{` to `end`, parses as a turn. */
+  #firstElementIsTurn(end: number): boolean {
+    const text = this.#utf8.decode(concat(this.#held, end + 1).subarray(this.#elementAt));
+    if (text === null) return false;
+    try {
+      return isTurnList([JSON.parse(text)]);
+    } catch {
+      return false;
+    }
   }
 
   /**

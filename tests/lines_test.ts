@@ -574,6 +574,31 @@ Deno.test("sniffLayout() reads no further than the line limit and cancels the re
   assert.ok(pulled <= 64 * 1024 + 2 * chunk.length, `read ${pulled} bytes`);
 });
 
+Deno.test("sniffLayout() knows a one-line array of records by its first element", async () => {
+  const first = `[{"id":"}\\"{","conversations":${SHAREGPT_TURNS}},`;
+  const padding = bytesOf(`{"id":2,"conversations":${SHAREGPT_TURNS}},`.padEnd(1024, " "));
+  let pulled = 0;
+  const source = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytesOf(first));
+    },
+    pull(controller) {
+      controller.enqueue(padding);
+      pulled += padding.length;
+    },
+  }, { highWaterMark: 0 });
+  assert.equal(await sniffLayout(source, { maxLineBytes: 64 * 1024 }), "array");
+  assert.equal(pulled, 0, "decided before reading past the first element");
+  // A turn whose text holds braces, quotes and brackets is still a turn: JSONL.
+  const turns = '[{"from":"human","value":"a } \\" ] {"},{"from":"gpt","value":"b"}]';
+  for (const split of [1, 10, 20, turns.length]) {
+    const chunks = [turns.slice(0, split), `${turns.slice(split)}\n${turns}\n`].map((part) =>
+      bytesOf(part)
+    );
+    assert.equal(await sniffLayout(ReadableStream.from(chunks)), "lines", `split at ${split}`);
+  }
+});
+
 Deno.test("recordTextStream() with auto holds no more than the limit of a huge [ line", async () => {
   const chunk = new Uint8Array(64 * 1024).fill(0x78);
   const chunkCount = 1024;
