@@ -95,7 +95,7 @@ export interface UsageSnapshot {
   readonly rejected: number;
   /** Blank input lines skipped. */
   readonly skipped: number;
-  /** Conversations that went through generation, whatever the outcome. */
+  /** Records read, written or rejected: the count behind `conversationsPerSecond`. */
   readonly conversations: number;
   readonly wallSeconds: number;
   readonly conversationsPerSecond: number;
@@ -175,7 +175,7 @@ export class UsageMeter {
     this.#failures.set(reason, (this.#failures.get(reason) ?? 0) + 1);
   }
 
-  /** Counts one conversation that went through generation, whatever the outcome. */
+  /** Counts one record read, whether it is written or rejected. */
   addConversation(): void {
     this.#conversations += 1;
   }
