@@ -11,7 +11,7 @@ import type { ThoughtWriter } from "./generate.ts";
 import { type PromptTemplate, renderMessages } from "./prompt.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import type { ChatMessage } from "./types.ts";
-import { formatCost, type Prices } from "./usage.ts";
+import { formatCost, formatCount, type Prices } from "./usage.ts";
 
 /** What a real run would do, as counted by the dry run. */
 export interface DryRunEstimate {
@@ -127,7 +127,6 @@ export function formatDryRun(
   records: { read: number; rejected: number; skipped: number },
   prices: Prices | null,
 ): string {
-  const count = new Intl.NumberFormat("en-US").format;
   const cost = prices
     ? `~${
       formatCost(
@@ -138,15 +137,15 @@ export function formatDryRun(
     : "unknown (pass --price-input and --price-output)";
   return [
     "dry run: no LLM call was made, no output written",
-    `records   ${count(records.read)} read, ${count(records.rejected)} would be rejected, ${
-      count(records.skipped)
-    } blank skipped`,
-    `turns     ${count(estimate.turns)} need a thought`,
-    `calls     ${count(estimate.calls)} needed (${count(estimate.cacheHits)} cached, ${
-      count(estimate.duplicates)
+    `records   ${formatCount(records.read)} read, ${
+      formatCount(records.rejected)
+    } would be rejected, ${formatCount(records.skipped)} blank skipped`,
+    `turns     ${formatCount(estimate.turns)} need a thought`,
+    `calls     ${formatCount(estimate.calls)} needed (${formatCount(estimate.cacheHits)} cached, ${
+      formatCount(estimate.duplicates)
     } duplicates), before retries`,
-    `tokens    ~${count(estimate.inputTokens)} in (tokenizer), ~${
-      count(estimate.outputTokens)
+    `tokens    ~${formatCount(estimate.inputTokens)} in (tokenizer), ~${
+      formatCount(estimate.outputTokens)
     } out (estimate)`,
     `cost      ${cost}`,
   ].join("\n");

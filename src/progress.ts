@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatCost, formatDuration } from "./usage.ts";
+import { formatCost, formatCount, formatDuration } from "./usage.ts";
 
 /** What the pipeline knows at one moment. */
 export interface ProgressState {
@@ -103,7 +103,6 @@ export function createProgress(options: ProgressOptions): Progress {
   const intervalMs = options.intervalMs ?? (isTTY ? 100 : 5000);
   const columns = options.columns ?? Infinity;
   const startMs = now();
-  const count = new Intl.NumberFormat("en-US").format;
   const samples = [{ ms: startMs, done: 0 }];
   // Plain mode waits a full interval before its first line; a TTY shows the first update.
   let lastDrawMs = isTTY ? -Infinity : startMs;
@@ -122,10 +121,10 @@ export function createProgress(options: ProgressOptions): Progress {
     const total = state.total ?? options.total ?? null;
     const parts: string[] = [];
     if (total === null) {
-      parts.push(`${count(state.done)} done`);
+      parts.push(`${formatCount(state.done)} done`);
     } else {
       const percent = total > 0 ? (state.done / total) * 100 : 100;
-      parts.push(`${count(state.done)}/${count(total)} (${percent.toFixed(1)}%)`);
+      parts.push(`${formatCount(state.done)}/${formatCount(total)} (${percent.toFixed(1)}%)`);
     }
     parts.push(`${rate.toFixed(1)} conv/s`);
     if (total !== null) {
@@ -136,8 +135,8 @@ export function createProgress(options: ProgressOptions): Progress {
     }
     parts.push(`${compact(state.inputTokens)} in ${compact(state.outputTokens)} out tokens`);
     if (state.cost !== null) parts.push(formatCost(state.cost));
-    parts.push(`${count(state.retries)} retries`, `${count(state.rejected)} rejected`);
-    if (state.inFlight > 0) parts.push(`${count(state.inFlight)} in flight`);
+    parts.push(`${formatCount(state.retries)} retries`, `${formatCount(state.rejected)} rejected`);
+    if (state.inFlight > 0) parts.push(`${formatCount(state.inFlight)} in flight`);
     return parts.join(" | ");
   }
 
