@@ -102,12 +102,14 @@ const FLAT_FORMATS: readonly FlatFormat[] = [
   { request: "instruction", answer: "output", extra: "input", history: true }, // Alpaca
   { request: "instruction", answer: "response", extra: "context", history: true }, // Dolly
   { request: "question", answer: "response", system: "system_prompt" }, // OpenOrca
-  { request: "question", answer: "answer" }, // GSM8K, Orca-Math
+  { request: "question", answer: "answer", extra: "context" }, // GSM8K, sql-create-context
   { request: "prompt", answer: "completion" }, // OpenAI's legacy fine-tuning files, TRL
   { request: "prompt", answer: "response" }, // GPT4All, HelpSteer
   { request: "query", answer: "response" }, // MetaMathQA
+  { request: "query", answer: "answer" }, // CodeFeedback
   { request: "problem", answer: "solution" }, // MATH, Magicoder OSS-Instruct
   { request: "inputs", answer: "targets" }, // FLAN, P3
+  { request: "input", answer: "output" }, // Alpaca without an instruction
 ];
 
 /** The flat formats as `"request" with "answer" or "answer"`, one entry per request key. */

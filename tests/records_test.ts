@@ -23,7 +23,8 @@ function assertRejects(text: string, reason: string, line = 5): void {
 const NO_CONVERSATION = 'no conversation: expected a "conversations", "messages" or ' +
   '"conversation" array, "prompt" and "completion" arrays, or a flat record ("instruction" with ' +
   '"output" or "response", "question" with "response" or "answer", "prompt" with "completion" or ' +
-  '"response", "query" with "response", "problem" with "solution", "inputs" with "targets")';
+  '"response", "query" with "response" or "answer", "problem" with "solution", "inputs" with ' +
+  '"targets", "input" with "output")';
 
 function record(turns: unknown[], key = "messages"): string {
   return JSON.stringify({ [key]: turns });
@@ -621,12 +622,21 @@ Deno.test("parseRecord() reads OpenOrca, prompt-completion and FLAN records as o
       ['{"question":"Q?","answer":"A. #### 4"}', "answer"], // GSM8K
       ['{"query":"Q?","response":"A.","type":"GSM_AnsAug"}', "response"], // MetaMathQA
       ['{"problem":"Q?","solution":"A.","level":"Level 1"}', "solution"], // MATH
+      ['{"query":"Q?","answer":"A.","resource":"wizard"}', "answer"], // CodeFeedback
+      ['{"input":"Q?","output":"A."}', "output"],
     ] as const
   ) {
     const conversation = parseRecord(text, 1);
     assert.equal(conversation.listKey, answerKey, text);
     assert.deepEqual(conversation.turns.map((turn) => turn.role), ["user", "assistant"]);
   }
+  // sql-create-context: the schema in "context" follows the question.
+  const sql = parseRecord(
+    '{"answer":"SELECT COUNT(*) FROM head","question":"How many heads?","context":"CREATE TABLE head (age INTEGER)"}',
+    1,
+  );
+  assert.equal(sql.turns[0].text, "How many heads?\n\nCREATE TABLE head (age INTEGER)");
+  assert.equal(sql.turns[1].text, "SELECT COUNT(*) FROM head");
   const flan = parseRecord('{"inputs":"Translate: chat","targets":"cat","task":"wmt"}', 1);
   assert.deepEqual(flan.turns.map((turn) => [turn.role, turn.text]), [
     ["user", "Translate: chat"],
