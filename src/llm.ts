@@ -15,7 +15,12 @@
  *
  * @module
  */
-import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+} from "openai/error";
 import { createDeadlines, followAbort, unfollowAbort } from "./deadlines.ts";
 import { createHttp1Pool, type Http1Pool, HttpResponseError, poolSuits } from "./http1.ts";
 import {

@@ -16,7 +16,7 @@ import {
   NotFoundError,
   PermissionDeniedError,
   RateLimitError,
-} from "openai";
+} from "openai/error";
 
 /**
  * What the caller should do about a failed call:
@@ -109,7 +109,7 @@ const REASON_PHRASES: Readonly<Record<number, string>> = {
  * @example What the caller does next, by status
  * ```ts
  * import assert from "node:assert/strict";
- * import { APIError } from "openai";
+ * import { APIError } from "openai/error";
  * import { classify } from "./llm_error.ts";
  *
  * const context = { apiKey: "sk-secret", apiKeyEnv: "OPENAI_API_KEY", origin: "http://x", timeoutMs: 1 };

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { APIError } from "openai";
+import { APIError } from "openai/error";
 import type { RequestFields } from "./request_body.ts";
 
 /** How many fields {@linkcode requestFix} may change: a bound on a call's resends. */
@@ -31,7 +31,7 @@ export interface RequestFix {
  * @example A reasoning model refuses max_tokens
  * ```ts
  * import assert from "node:assert/strict";
- * import { APIError } from "openai";
+ * import { APIError } from "openai/error";
  * import { requestFix } from "./request_fix.ts";
  *
  * const refusal = APIError.generate(400, {
