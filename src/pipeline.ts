@@ -171,7 +171,11 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     : undefined;
   const planned = planTurns(conversation, { historyTokens, countTokens: tokenizer?.countTokens });
   if (planned.length === 0) return reject("no assistant turn answers a user turn");
-  const requests = planned.filter((request) => !hasThought(options.framing, request.answer));
+  // An answer that already reasons, in the output format or its own, is kept as it is.
+  const requests = planned.filter((request) =>
+    conversation.turns[request.turnIndex].reasoned !== true &&
+    !hasThought(options.framing, request.answer)
+  );
   for (let kept = planned.length - requests.length; kept > 0; kept--) {
     options.onKeptThought?.(line.line);
   }

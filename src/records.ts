@@ -331,13 +331,17 @@ export function composeAnswer(framing: Framing, thought: string, answer: string)
   return framing.preface + "\n" + thought + "\n" + framing.suffix + "\n" + answer;
 }
 
+/** An answer that opens with a reasoning block, after any white space. */
+const THINK_START = /^\s*<think>/;
+
 /**
- * Whether `answer` already carries a thought in `framing`'s format: it starts with the preface
- * on its own line and has the suffix on a line of its own after it, as
- * {@linkcode composeAnswer} writes (for array content, the joined text of the parts). Such an
- * answer is left alone, so a rerun on cotfit's own output, or on data that already has thoughts
- * in this format, adds no second thought. A framing whose preface and suffix are both blank
- * cannot be recognised, and nothing matches it.
+ * Whether `answer` already carries a thought: in `framing`'s format, the preface on its own line
+ * and the suffix on a line of its own after it, as {@linkcode composeAnswer} writes (for array
+ * content, the joined text of the parts; CRLF line ends too), or as a leading `<think>...</think>`
+ * block, as reasoning models (DeepSeek-R1, QwQ) and data distilled from them write it. Such an
+ * answer is left alone, so a rerun on cotfit's own output, or on data that already reasons, adds
+ * no second thought. A framing whose preface and suffix are both blank cannot be recognised, and
+ * nothing matches it.
  *
  * @param framing The preface and suffix.
  * @param answer The answer's text.
@@ -352,13 +356,18 @@ export function composeAnswer(framing: Framing, thought: string, answer: string)
  * assert.equal(hasThought(framing, composeAnswer(framing, "Add them.", "4")), true);
  * assert.equal(hasThought(framing, "4"), false);
  * assert.equal(hasThought(framing, "Thought Process: none needed. 4"), false);
+ * assert.equal(hasThought(framing, "Thought Process:\r\nAdd.\r\n\r\nAnswer:\r\n4"), true);
+ * assert.equal(hasThought(framing, "<think>\n2 and 2 make 4.\n</think>\n\n4"), true);
+ * assert.equal(hasThought(framing, "Use <think> tags."), false);
  * ```
  */
 export function hasThought(framing: Framing, answer: string): boolean {
+  if (THINK_START.test(answer) && answer.includes("</think>")) return true;
   const { preface, suffix } = framing;
   if (preface.trim() === "" && suffix.trim() === "") return false;
+  const text = answer.includes("\r\n") ? answer.replaceAll("\r\n", "\n") : answer;
   const head = preface + "\n";
-  return answer.startsWith(head) && answer.includes("\n" + suffix + "\n", head.length);
+  return text.startsWith(head) && text.includes("\n" + suffix + "\n", head.length);
 }
 
 /**
@@ -779,8 +788,9 @@ function readTurn(
   if (role === undefined) throw turnError(line, index, `unknown role ${quote(name)}`);
 
   const value = own(raw, keys.text);
-  if (typeof value === "string") return { index, role, name, text: value };
-  if (shape === "sharegpt") {
+  let text: string | null;
+  if (typeof value === "string") text = value;
+  else if (shape === "sharegpt") {
     throw turnError(
       line,
       index,
@@ -788,22 +798,44 @@ function readTurn(
         ? '"value" is missing'
         : `"value" must be a string (found ${describe(value)})`,
     );
-  }
-  if (Array.isArray(value)) return { index, role, name, text: partsText(value, index, line) };
-  if (value === null || value === undefined) {
+  } else if (Array.isArray(value)) text = partsText(value, index, line);
+  else if (value === null || value === undefined) {
     // Assistant turns that only call tools carry no text.
-    if (role === "assistant") return { index, role, name, text: null };
+    if (role !== "assistant") {
+      throw turnError(
+        line,
+        index,
+        value === null ? '"content" may be null only on assistant turns' : '"content" is missing',
+      );
+    }
+    text = null;
+  } else {
     throw turnError(
       line,
       index,
-      value === null ? '"content" may be null only on assistant turns' : '"content" is missing',
+      `"content" must be a string, an array of parts or null (found ${describe(value)})`,
     );
   }
-  throw turnError(
-    line,
-    index,
-    `"content" must be a string, an array of parts or null (found ${describe(value)})`,
-  );
+  return role === "assistant" && hasReasoning(raw, value)
+    ? { index, role, name, text, reasoned: true }
+    : { index, role, name, text };
+}
+
+const REASONING_KEYS = ["reasoning_content", "reasoning"];
+const REASONING_PARTS = new Set(["thinking", "reasoning"]);
+
+/**
+ * Whether an answer's turn keeps its reasoning beside its text: a `reasoning_content` or
+ * `reasoning` field, as DeepSeek's API and OpenRouter return them and datasets built from them
+ * keep them, or a `thinking` content part (Anthropic's messages).
+ */
+function hasReasoning(raw: Record<string, unknown>, content: unknown): boolean {
+  for (const key of REASONING_KEYS) {
+    const value = own(raw, key);
+    if (typeof value === "string" && value.trim() !== "") return true;
+  }
+  return Array.isArray(content) &&
+    content.some((part) => isObject(part) && REASONING_PARTS.has(own(part, "type") as string));
 }
 
 /** Text parts joined; other parts (images, audio...) shown as `[type]` so a reader knows. */

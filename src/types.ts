@@ -33,6 +33,11 @@ export interface Turn {
   readonly name: string;
   /** The turn's text; `null` when it has none (an assistant tool-call turn with content null). */
   readonly text: string | null;
+  /**
+   * The turn carries its own reasoning beside its text (a `reasoning_content` or `reasoning`
+   * field, or a `thinking` content part), so its answer already has a thought.
+   */
+  readonly reasoned?: true;
 }
 
 /**

@@ -111,3 +111,29 @@ Deno.test("rephraseStream() keeps answers that already have a thought and asks f
   assert.equal(first.conversations[3].value, `${FRAMING.preface}\nOk.\n${FRAMING.suffix}\n4.`);
   assert.deepEqual(second, fully);
 });
+
+Deno.test("rephraseStream() keeps answers that already reason in their own way", async () => {
+  const r1 = chat("2+2?", "<think>\n2 and 2 make 4.\n</think>\n\n4");
+  const crlf = chat("Hi?", `${FRAMING.preface}\r\nSay hi.\r\n${FRAMING.suffix}\r\nHello.`);
+  const separate = JSON.stringify({
+    messages: [
+      { role: "user", content: "3+3?" },
+      { role: "assistant", content: "6", reasoning_content: "3 and 3 make 6." },
+      { role: "user", content: "4+4?" },
+      { role: "assistant", content: "8" },
+    ],
+  });
+  const kept: number[] = [];
+  const { outcomes, requests } = await rephrase([r1, crlf, separate], {
+    onKeptThought: (line) => kept.push(line),
+  });
+  assert.deepEqual(requests.map((request) => request.answer), ["8"]);
+  assert.deepEqual(kept, [1, 2, 3]);
+  assert.deepEqual(outcomes.map((outcome) => outcome.kind), ["record", "record", "record"]);
+  const written = outcomes.map((outcome) =>
+    outcome.kind === "record" ? JSON.parse(outcome.json) : null
+  );
+  assert.deepEqual(written[0], r1);
+  assert.deepEqual(written[1], crlf);
+  assert.equal(written[2].messages[1].content, "6");
+});

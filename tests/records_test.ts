@@ -551,12 +551,51 @@ Deno.test("hasThought() recognises answers written in the framing's format, and 
   assert.equal(hasThought(framing, "Thought Process:\nno suffix follows"), false);
   assert.equal(hasThought(framing, "Thought Process: inline\n\nAnswer:\n4"), false);
   assert.equal(hasThought(framing, " Thought Process:\nx\n\nAnswer:\n4"), false);
-  const custom = { preface: "<think>", suffix: "</think>" };
+  const custom = { preface: "Reasoning:", suffix: "Final:" };
   assert.equal(hasThought(custom, composeAnswer(custom, "Hmm.", "Yes.")), true);
   assert.equal(hasThought(framing, composeAnswer(custom, "Hmm.", "Yes.")), false);
+  // Windows line ends, as an editor or a CSV round trip leaves them.
+  const crlf = composeAnswer(framing, "Add.", "4").replaceAll("\n", "\r\n");
+  assert.equal(hasThought(framing, crlf), true);
+  // A leading <think> block (DeepSeek-R1, QwQ and data distilled from them) is a thought in any
+  // framing, inline or on lines of its own; a mention of the tag is not.
+  const think = { preface: "<think>", suffix: "</think>" };
+  for (const answer of ["<think>\n2 and 2.\n</think>\n\n4", "  <think>2 and 2.</think>4"]) {
+    assert.equal(hasThought(framing, answer), true, answer);
+    assert.equal(hasThought(think, answer), true, answer);
+  }
+  assert.equal(hasThought(framing, "Wrap it in <think></think>."), false);
+  assert.equal(hasThought(framing, "<think> is an HTML-like tag"), false);
   // Nothing marks a thought when both are blank: every answer would "have" one.
   const blank = { preface: "", suffix: "" };
   assert.equal(hasThought(blank, composeAnswer(blank, "Hmm.", "Yes.")), false);
+});
+
+Deno.test("parseRecord() marks answers that keep their reasoning beside their text", () => {
+  const record = (assistant: Record<string, unknown>) =>
+    parseRecord(
+      JSON.stringify({
+        messages: [{ role: "user", content: "2+2?" }, { role: "assistant", ...assistant }],
+      }),
+      1,
+    ).turns[1];
+  const deepseek = record({ content: "4", reasoning_content: "2 and 2 make 4." });
+  assert.deepEqual(deepseek, {
+    index: 1,
+    role: "assistant",
+    name: "assistant",
+    text: "4",
+    reasoned: true,
+  });
+  assert.equal(record({ content: "4", reasoning: "Add." }).reasoned, true);
+  const parts = record({
+    content: [{ type: "thinking", thinking: "Add." }, { type: "text", text: "4" }],
+  });
+  assert.equal(parts.reasoned, true);
+  assert.equal(parts.text, "[thinking]4");
+  // An empty reasoning field is no reasoning; a user turn's field is not the answer's.
+  assert.equal(record({ content: "4", reasoning_content: "" }).reasoned, undefined);
+  assert.equal(record({ content: "4" }).reasoned, undefined);
 });
 
 Deno.test("parseRecord() reads flat Alpaca and Dolly records as one exchange", () => {
