@@ -47,6 +47,8 @@ export interface Framing {
 const ROLES: ReadonlyMap<string, Role> = new Map([
   ["human", "user"],
   ["user", "user"],
+  // OpenAssistant's message trees (oasst1, oasst2) name the user so.
+  ["prompter", "user"],
   ["gpt", "assistant"],
   ["assistant", "assistant"],
   ["bot", "assistant"],
@@ -75,6 +77,9 @@ function isTextList(value: unknown): value is string[] {
   return Array.isArray(value) && value.length > 0 &&
     value.every((item) => typeof item === "string");
 }
+
+/** U+FEFF, a byte order mark. */
+const BOM = 0xfeff;
 
 /**
  * `JSON.rawJSON` and `JSON.isRawJSON` (JSON.parse source text access): in V8, so in Deno, but not
@@ -165,6 +170,9 @@ const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = 
  * ```
  */
 export function parseRecord(text: string, line: number): Conversation {
+  // A byte order mark inside the input, where files were joined (`cat a.jsonl b.jsonl`): it
+  // stands before the JSON value, so it is no part of the record.
+  if (text.charCodeAt(0) === BOM) text = text.slice(1);
   let value: unknown;
   try {
     value = needsNumberText(text) ? JSON.parse(text, keepNumberText) : JSON.parse(text);
@@ -172,12 +180,15 @@ export function parseRecord(text: string, line: number): Conversation {
     const message = error instanceof Error ? error.message : String(error);
     // Valid JSON can still be too deep for the reviver's recursion: say so, not "invalid".
     if (error instanceof RangeError) throw new RecordError(line, `nested too deeply: ${message}`);
-    throw new RecordError(line, `not valid JSON: ${message}`);
+    throw new RecordError(line, `not valid JSON: ${message}${utf16Hint(text)}`);
   }
   if (!isObject(value)) {
     if (Array.isArray(value) && isTurn(value[0])) {
       // The first element decides, as for a keyed list: later ones get the turn errors.
       return { line, listKey: null, record: value, system: null, ...readListTurns(value, line) };
+    }
+    if (Array.isArray(value) && value.length === 0) {
+      throw new RecordError(line, "an empty array: a conversation needs turns");
     }
     throw new RecordError(line, `not a JSON object (found ${describe(value)})`);
   }
@@ -222,7 +233,10 @@ export function parseRecord(text: string, line: number): Conversation {
     const flat = readInstructionRecord(record, line, systemPrompt);
     if (flat === null && isTurn(record)) throw new RecordError(line, loneTurn(record));
     if (flat === null) {
-      throw new RecordError(line, NO_CONVERSATION + wrapperHint(record) + transcriptHint(record));
+      throw new RecordError(
+        line,
+        NO_CONVERSATION + wrapperHint(record) + transcriptHint(record) + preferenceHint(record),
+      );
     }
     return flat;
   }
@@ -669,13 +683,36 @@ function wrapperHint(record: Record<string, unknown>): string {
 }
 
 /**
- * What a lone `text` string is, when the record has one: a whole chat template or transcript
- * (openassistant-guanaco's `### Human: ... ### Assistant: ...`), whose turns cotfit cannot tell
- * apart safely; else "".
+ * What a lone `text` (or glaive's `chat`) string is, when the record has one: a whole chat
+ * template or transcript (openassistant-guanaco's `### Human: ... ### Assistant: ...`, glaive's
+ * `USER: ... ASSISTANT: ...`), whose turns cotfit cannot tell apart safely; else "".
  */
 function transcriptHint(record: Record<string, unknown>): string {
-  if (typeof own(record, "text") !== "string") return "";
-  return '; "text" holds a whole transcript in one string: split it into turns first';
+  const key = TRANSCRIPT_KEYS.find((key) => typeof own(record, key) === "string");
+  if (key === undefined) return "";
+  return `; "${key}" holds a whole transcript in one string: split it into turns first`;
+}
+
+const TRANSCRIPT_KEYS = ["text", "chat"];
+
+/** What a preference pair (DPO data: `chosen` and `rejected`) is, when the record is one; else "". */
+function preferenceHint(record: Record<string, unknown>): string {
+  if (own(record, "chosen") === undefined || own(record, "rejected") === undefined) return "";
+  return '; "chosen" and "rejected" make a preference pair (DPO data), not one conversation: ' +
+    'take the "chosen" side as the conversation first';
+}
+
+/**
+ * What JSON that does not parse may be: text that is a third NUL characters or more is most
+ * likely UTF-16 read as UTF-8 (every ASCII character comes with a NUL), which has no byte order
+ * mark to tell it by; else "".
+ */
+function utf16Hint(text: string): string {
+  let nuls = 0;
+  for (let at = text.indexOf("\0"); at !== -1; at = text.indexOf("\0", at + 1)) nuls++;
+  if (nuls * 3 < text.length) return "";
+  return "; it holds NUL characters, as UTF-16 text without a byte order mark does: convert it " +
+    "to UTF-8 first (iconv -f UTF-16LE -t UTF-8)";
 }
 
 /** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */

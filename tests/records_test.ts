@@ -212,6 +212,31 @@ Deno.test("parseRecord() rejects text that is not a JSON object", () => {
   assertRejects("null", "not a JSON object (found null)");
   assertRejects("42", "not a JSON object (found a number)");
   assertRejects("true", "not a JSON object (found a boolean)");
+  assertRejects("[]", "an empty array: a conversation needs turns");
+  // UTF-16 LE without a byte order mark, read as UTF-8: every ASCII character comes with a NUL.
+  const utf16 = new TextDecoder().decode(
+    new Uint8Array(Array.from('{"a":1}', (char) => [char.charCodeAt(0), 0]).flat()),
+  );
+  assert.throws(() => parseRecord(utf16, 3), (error: unknown) => {
+    assert.ok(error instanceof RecordError);
+    assert.match(error.reason, /^not valid JSON: .*; it holds NUL characters, as UTF-16 text/);
+    assert.match(error.reason, /iconv -f UTF-16LE -t UTF-8/);
+    return true;
+  });
+  // One stray NUL is no encoding: no such hint.
+  assert.throws(() => parseRecord('{"a":"\0"}', 3), (error: unknown) => {
+    assert.ok(error instanceof RecordError && !error.reason.includes("UTF-16"));
+    return true;
+  });
+});
+
+Deno.test("parseRecord() reads a record after a byte order mark left where files were joined", () => {
+  const text =
+    '{"conversations":[{"from":"human","value":"\uFEFFHi"},{"from":"gpt","value":"Hello"}]}';
+  const conversation = parseRecord(`\uFEFF${text}`, 4);
+  // The mark before the record is dropped; the one inside a string stays.
+  assert.equal(conversation.turns[0].text, "\uFEFFHi");
+  assert.equal(assembleRecord(conversation, new Map(), framing), text);
 });
 
 Deno.test("parseRecord() rejects records without a turn list", () => {
@@ -219,6 +244,15 @@ Deno.test("parseRecord() rejects records without a turn list", () => {
   assertRejects(
     '{"text":"### Human: Hi### Assistant: Hello"}',
     `${NO_CONVERSATION}; "text" holds a whole transcript in one string: split it into turns first`,
+  );
+  assertRejects(
+    '{"system":"SYSTEM: Be kind.","chat":"USER: Hi ASSISTANT: Hello <|endoftext|>"}',
+    `${NO_CONVERSATION}; "chat" holds a whole transcript in one string: split it into turns first`,
+  );
+  assertRejects(
+    '{"prompt":"Hi","chosen":"Hello","rejected":"Go away"}',
+    `${NO_CONVERSATION}; "chosen" and "rejected" make a preference pair (DPO data), not one ` +
+      'conversation: take the "chosen" side as the conversation first',
   );
   assertRejects('{"prompt":[{"role":"user","content":"a"}],"completion":[]}', NO_CONVERSATION);
   assertRejects('{"conversations":"hi"}', '"conversations" must be an array (found a string)');
@@ -252,6 +286,15 @@ Deno.test("parseRecord() reads the chatbots ShareGPT's original dump names as as
     parseRecord(text, 1).turns.map((turn) => turn.role),
     ["user", "assistant", "user", "assistant", "user", "assistant"],
   );
+});
+
+Deno.test("parseRecord() reads OpenAssistant's prompter as the user", () => {
+  const text =
+    '{"messages":[{"role":"prompter","content":"Hi"},{"role":"assistant","content":"Hello"}]}';
+  assert.deepEqual(parseRecord(text, 1).turns.map((turn) => [turn.role, turn.name]), [
+    ["user", "prompter"],
+    ["assistant", "assistant"],
+  ]);
 });
 
 Deno.test("parseRecord() rejects a non-string system field", () => {
@@ -969,9 +1012,10 @@ Deno.test("parseRecord() rejects a bare array's malformed turns as a listed reco
 
 Deno.test("parseRecord() rejects an array that does not start with a turn as no object", () => {
   const sharegpt = record([{ from: "human", value: "x" }], "conversations");
-  for (const text of ["[]", "[1]", `[${sharegpt}]`, `[[{"from":"human","value":"x"}]]`]) {
+  for (const text of ["[1]", `[${sharegpt}]`, `[[{"from":"human","value":"x"}]]`]) {
     assertRejects(text, "not a JSON object (found an array)");
   }
+  assertRejects("[]", "an empty array: a conversation needs turns");
 });
 
 Deno.test("parseRecord() rejects a lone turn as one turn, not a conversation", () => {
