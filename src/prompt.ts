@@ -195,7 +195,8 @@ export async function loadPrompt(path?: string | URL): Promise<PromptTemplate> {
  * template filled with the request's data. Each placeholder is replaced once, in one pass, so
  * data holding `{{answer}}` stays literal; our tags inside data are defused. History turns render
  * as `role: text` separated by blank lines, tool turns as `tool (name): text` when the record
- * named the role differently, tool-call-only turns as `[tool call]`, and dropped turns as a
+ * named the role differently, tool calls as `[tool call: name(arguments)]` (`[tool call]` when
+ * the record names none), and dropped turns as a
  * leading `[N earlier turns omitted]`.
  *
  * @example Data cannot close its section
@@ -264,7 +265,12 @@ function renderTurns(turns: readonly Turn[], droppedTurns: number): string {
     const label = turn.role === "tool" && turn.name.toLowerCase() !== "tool"
       ? `tool (${turn.name})`
       : turn.role;
-    out += `${label}: ${turn.text ?? TOOL_CALL}`;
+    const call = turn.calls === undefined ? TOOL_CALL : `[tool call: ${turn.calls}]`;
+    out += turn.text === null
+      ? `${label}: ${call}`
+      : turn.calls === undefined
+      ? `${label}: ${turn.text}`
+      : `${label}: ${turn.text}\n${call}`;
   }
   return out || NONE;
 }

@@ -853,9 +853,49 @@ function readTurn(
       `"content" must be a string, an array of parts or null (found ${describe(value)})`,
     );
   }
-  return role === "assistant" && hasReasoning(raw, value)
-    ? { index, role, name, text, reasoned: true }
-    : { index, role, name, text };
+  if (role !== "assistant") return { index, role, name, text };
+  const calls = shape === "openai" ? toolCalls(raw) : null;
+  const reasoned = hasReasoning(raw, value);
+  if (calls === null && !reasoned) return { index, role, name, text };
+  return {
+    index,
+    role,
+    name,
+    text,
+    ...(reasoned && { reasoned }),
+    ...(calls !== null && { calls }),
+  };
+}
+
+/** Characters of a call's arguments shown to the model; tool arguments are short as a rule. */
+const MAX_CALL_ARGUMENT_CHARS = 500;
+
+/**
+ * An OpenAI assistant turn's tool calls (`tool_calls`, or the legacy `function_call`) as
+ * `name(arguments)` joined by `; `, or `null` when it names none.
+ */
+function toolCalls(raw: Record<string, unknown>): string | null {
+  const list = own(raw, "tool_calls");
+  const legacy = own(raw, "function_call");
+  if (!Array.isArray(list) && !isObject(legacy)) return null;
+  const calls = [
+    ...(Array.isArray(list) ? list : []),
+    ...(isObject(legacy) ? [{ function: legacy }] : []),
+  ];
+  const shown: string[] = [];
+  for (const call of calls) {
+    const fn = isObject(call) ? own(call, "function") : undefined;
+    const name = isObject(fn) ? own(fn, "name") : undefined;
+    if (typeof name !== "string" || !isObject(fn)) continue;
+    const args = own(fn, "arguments");
+    const text = typeof args === "string" ? args : args === undefined ? "" : JSON.stringify(args);
+    shown.push(
+      `${name}(${
+        text.length > MAX_CALL_ARGUMENT_CHARS ? `${text.slice(0, MAX_CALL_ARGUMENT_CHARS)}…` : text
+      })`,
+    );
+  }
+  return shown.length > 0 ? shown.join("; ") : null;
 }
 
 const REASONING_KEYS = ["reasoning_content", "reasoning"];

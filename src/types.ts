@@ -38,6 +38,11 @@ export interface Turn {
    * field, or a `thinking` content part), so its answer already has a thought.
    */
   readonly reasoned?: true;
+  /**
+   * The tool calls of an assistant turn (OpenAI `tool_calls` or the legacy `function_call`), as
+   * `name(arguments)` joined by `; `, arguments cut; shown to the model with the turn.
+   */
+  readonly calls?: string;
 }
 
 /**

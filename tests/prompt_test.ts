@@ -165,6 +165,22 @@ Deno.test("renderMessages() renders roles, tool names, tool calls and dropped tu
   );
   const one = renderMessages(template, request({ droppedTurns: 1 }));
   assert.equal(one[1].content.split("|")[0], "[1 earlier turn omitted]");
+  // The calls a record names are shown with their arguments, with or without text beside them.
+  const called = renderMessages(
+    template,
+    request({
+      between: [
+        { ...turn(5, "assistant", null), calls: 'weather({"city":"Paris"})' },
+        turn(6, "tool", "18C"),
+        { ...turn(7, "assistant", "Let me convert that."), calls: "to_fahrenheit(18)" },
+      ],
+    }),
+  );
+  assert.equal(
+    called[1].content.split("|")[1],
+    'assistant: [tool call: weather({"city":"Paris"})]\n\ntool: 18C\n\n' +
+      "assistant: Let me convert that.\n[tool call: to_fahrenheit(18)]",
+  );
 });
 
 Deno.test("renderMessages() renders empty sections as (none)", () => {

@@ -83,6 +83,43 @@ Deno.test("parseRecord() reads an OpenAI record with tool calls", () => {
   ]);
 });
 
+Deno.test("parseRecord() keeps the tool calls an assistant turn names, to show them", () => {
+  const long = "x".repeat(600);
+  const turns = parseRecord(
+    record([
+      { role: "user", content: "Weather in Oslo and Rome?" },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          {
+            id: "c1",
+            type: "function",
+            function: { name: "weather", arguments: '{"city":"Oslo"}' },
+          },
+          {
+            id: "c2",
+            type: "function",
+            function: { name: "weather", arguments: { city: "Rome" } },
+          },
+          { id: "c3", type: "function", function: { name: "log", arguments: long } },
+        ],
+      },
+      { role: "tool", tool_call_id: "c1", content: "3 °C" },
+      { role: "assistant", content: "Noted.", function_call: { name: "save", arguments: "{}" } },
+    ]),
+    1,
+  ).turns;
+  assert.equal(
+    turns[1].calls,
+    `weather({"city":"Oslo"}); weather({"city":"Rome"}); log(${"x".repeat(500)}…)`,
+  );
+  assert.equal(turns[1].text, null);
+  assert.equal(turns[3].calls, "save({})");
+  assert.equal(turns[3].text, "Noted.");
+  assert.equal(turns[0].calls, undefined);
+});
+
 Deno.test("parseRecord() accepts a missing content on assistant turns as no text", () => {
   const conversation = parseRecord(
     record([{ role: "user", content: "Go" }, { role: "assistant", tool_calls: [] }]),
