@@ -219,7 +219,7 @@ export function createApp(appOptions: AppOptions): Hono {
         }: send the body as is, or as gzip, deflate or br`,
       );
     }
-    const query = readQuery(new URL(request.url).searchParams, options);
+    const query = readQuery(new URL(request.url), options);
     if (typeof query === "string") {
       counters.error("bad_request");
       return jsonError(400, query);
@@ -378,7 +378,14 @@ interface RephraseQuery {
 }
 
 /** The per-request options in the query string, or why they are wrong. */
-function readQuery(params: URLSearchParams, options: AppSettings): RephraseQuery | string {
+function readQuery(url: URL, options: AppSettings): RephraseQuery | string {
+  // URLSearchParams turns bytes that are not UTF-8 into U+FFFD: a preface would change silently.
+  try {
+    decodeURIComponent(url.search.replaceAll("+", " "));
+  } catch {
+    return "the query string is not percent-encoded UTF-8";
+  }
+  const params = url.searchParams;
   for (const key of new Set(params.keys())) {
     if (!QUERY_KEYS.includes(key)) {
       return `unknown query parameter ${JSON.stringify(key.slice(0, 60))} ` +

@@ -276,6 +276,11 @@ Deno.test("createApp() refuses bad query parameters and non-JSONL content types"
     assert.equal(response.status, 400, path);
     assert.match((await response.json()).error.message, /query parameter/);
   }
+  // A preface of bytes that are not UTF-8 would become U+FFFD without a word.
+  const latin1 = await post("/v1/rephrase?cot_preface=R%E9flexion");
+  assert.equal(latin1.status, 400);
+  assert.match((await latin1.json()).error.message, /not percent-encoded UTF-8/);
+  assert.equal((await post("/v1/rephrase?cot_preface=R%C3%A9flexion+1")).status, 200);
   // What curl -d sends, with the file's newlines stripped.
   const form = await post("/v1/rephrase", {
     "content-type": "application/x-www-form-urlencoded",
@@ -301,7 +306,7 @@ Deno.test("createApp() refuses bad query parameters and non-JSONL content types"
   assert.equal(missing.status, 404);
   assert.ok((await missing.json()).error.message);
   const metrics = await metricsOf(server);
-  assert.match(metrics, /^cotfit_request_errors_total\{kind="bad_request"\} 2$/m);
+  assert.match(metrics, /^cotfit_request_errors_total\{kind="bad_request"\} 3$/m);
   assert.match(metrics, /^cotfit_request_errors_total\{kind="unsupported_media_type"\} 1$/m);
 });
 
