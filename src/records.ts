@@ -17,7 +17,7 @@ import type { Conversation, ObjectConversation, Role, Turn, TurnShape } from "./
  * import assert from "node:assert/strict";
  * import { parseRecord, RecordError } from "./records.ts";
  *
- * assert.throws(() => parseRecord("[]", 7), (error) => {
+ * assert.throws(() => parseRecord("[1]", 7), (error) => {
  *   assert(error instanceof RecordError);
  *   assert.equal(error.line, 7);
  *   assert.equal(error.reason, "not a JSON object (found an array)");
