@@ -25,7 +25,7 @@ import { HELP_TEXT } from "./src/cli_help.ts";
 import { type Options, PROXY_VARS, resolveOptions } from "./src/config.ts";
 import { ConfigError } from "./src/config_error.ts";
 import { lazyEnv } from "./src/env.ts";
-import { InputError } from "./src/inputs.ts";
+import { InputError, InputReadError } from "./src/inputs.ts";
 import { startOfflineLlm } from "./src/offline_llm.ts";
 import { PromptError } from "./src/prompt.ts";
 import { EXIT, runConversion, type RunEnvironment } from "./src/run.ts";
@@ -135,16 +135,19 @@ async function readConfig(path: string): Promise<string> {
 }
 
 function fail(error: unknown): number {
+  // An input, the cache or an output cannot be read or created where asked: a setup problem,
+  // not a crash, and not one that --help explains.
+  if (
+    error instanceof InputReadError || error instanceof CacheError || error instanceof OutputError
+  ) {
+    console.error(`error: ${error.message}`);
+    return EXIT.usage;
+  }
   if (
     error instanceof ConfigError || error instanceof InputError || error instanceof PromptError
   ) {
     console.error(`error: ${error.message}`);
     console.error("Run with --help for usage.");
-    return EXIT.usage;
-  }
-  // The cache or an output cannot be created where asked: a setup problem, not a crash.
-  if (error instanceof CacheError || error instanceof OutputError) {
-    console.error(`error: ${error.message}`);
     return EXIT.usage;
   }
   throw error;

@@ -28,9 +28,29 @@ export interface InputPlan {
 
 /** A usage problem with the inputs or the output directory. */
 export class InputError extends TypeError {
-  constructor(message: string) {
-    super(message);
+  /**
+   * @param message What is wrong and, where it helps, what to do.
+   * @param options The underlying error as `cause`.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "InputError";
+  }
+}
+
+/** An input that exists but cannot be read: no permission, not a file one can read, I/O error. */
+export class InputReadError extends InputError {
+  /** Why, from the system. */
+  readonly reason: string;
+  /**
+   * @param path The input, as planned.
+   * @param cause The error of the open or read that failed.
+   */
+  constructor(readonly path: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`Cannot read input "${path}": ${reason}`, { cause });
+    this.name = "InputReadError";
+    this.reason = reason;
   }
 }
 
@@ -45,10 +65,14 @@ const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
  * (or `.jsonl.gz`/`.json.gz`) below it (sorted, recursively) at the same relative path under
  * `OUT`, `-` to stdout. A `.gz` input's output drops the `.gz`: it is written uncompressed.
  * Output paths that collide, or an output that would overwrite its input, are usage errors.
+ * Every input file is opened and its first byte read, so a run that could not read one stops
+ * here, before it spends anything. A named pipe is not: opening one waits for its writer, and a
+ * byte read from it would be lost to the conversion.
  *
  * @param inputs Paths as given on the command line or in the config.
  * @param outputDir The output directory; required unless the only input is `-`.
  * @returns The plan, in input order.
+ * @throws {InputReadError} On an input file or directory that cannot be read.
  * @throws {InputError} On a missing input, a directory with no record file, a missing output
  * directory, an output directory that is a file or an input directory, or colliding outputs.
  */
@@ -98,6 +122,7 @@ export async function planInputs(
         );
       }
       for (const file of files) {
+        await probe(file);
         plans.push(planFile(file, join(outRoot, relative(resolve(input), file)), true));
       }
     } else if (PARQUET_FILE.test(input)) {
@@ -106,6 +131,8 @@ export async function planInputs(
           `(${PARQUET_TO_JSONL})`,
       );
     } else {
+      // Opening a socket fails at once, so it is refused here; opening a pipe waits for its writer.
+      if (info.isFile || info.isSocket) await probe(input);
       plans.push(planFile(input, join(outRoot, basename(input)), info.isFile));
     }
   }
@@ -127,6 +154,16 @@ export async function planInputs(
     throw new InputError("stdin (-) can be read only once");
   }
   return plans;
+}
+
+/** Opens `path` and reads its first byte: what the conversion will do, in the same way. */
+async function probe(path: string): Promise<void> {
+  try {
+    using file = await Deno.open(path, { read: true });
+    await file.read(new Uint8Array(1));
+  } catch (error) {
+    throw new InputReadError(path, error);
+  }
 }
 
 function planFile(input: string, compressedOutput: string, regular: boolean): InputPlan {
@@ -155,11 +192,15 @@ async function listRecordFiles(
   const skipReal = await Deno.realPath(skip).catch(() => skip);
   const walked = new Set<string>();
   async function walk(current: string) {
-    const real = await Deno.realPath(current);
-    if (current === skip || real === skipReal || walked.has(real)) return;
-    walked.add(real);
     const entries: Deno.DirEntry[] = [];
-    for await (const entry of Deno.readDir(current)) entries.push(entry);
+    try {
+      const real = await Deno.realPath(current);
+      if (current === skip || real === skipReal || walked.has(real)) return;
+      walked.add(real);
+      for await (const entry of Deno.readDir(current)) entries.push(entry);
+    } catch (error) {
+      throw new InputReadError(current, error);
+    }
     for (const entry of entries) {
       const path = join(current, entry.name);
       const wanted = RECORD_FILE.test(entry.name) && !OUR_OUTPUTS.test(entry.name);

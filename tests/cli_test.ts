@@ -562,6 +562,33 @@ Deno.test("cli: an output or cache that cannot be created exits 2 with the reaso
   assert.equal(fake.stats.requests, 0);
 });
 
+Deno.test(
+  "cli: an input that cannot be read stops the run before any call, with exit 2 and its name",
+  {
+    ignore: Deno.build.os !== "linux",
+  },
+  async () => {
+    await using fake = await startFakeOpenAI();
+    const record = JSON.stringify(SHAREGPT[0]) + "\n";
+    const root = await tempTree({ "d/a.jsonl": record, "d/c.jsonl": record });
+    // Unreadable even by root, which reads a file whatever its mode (see tests/inputs_test.ts).
+    await Deno.symlink("/proc/self/mem", join(root, "d/b.jsonl"));
+    for (const input of [join(root, "d"), join(root, "d/b.jsonl")]) {
+      for (const quiet of [[], ["-q"]]) {
+        const result = await runCli([...convertArgs(input, join(root, "out"), fake.url), ...quiet]);
+        assert.equal(result.code, 2, result.stderr);
+        const name = JSON.stringify(join(root, "d/b.jsonl"));
+        assert.match(
+          result.stderr,
+          new RegExp(`^error: Cannot read input ${RegExp.escape(name)}: .+\n$`),
+        );
+      }
+    }
+    assert.equal(fake.stats.requests, 0);
+    await assert.rejects(() => Deno.stat(join(root, "out")), Deno.errors.NotFound);
+  },
+);
+
 Deno.test("cli: bad usage exits 2 with a one-line reason", async () => {
   const noModel = await runCli(["in.jsonl", "-o", "out"]);
   assert.equal(noModel.code, 2);

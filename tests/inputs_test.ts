@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { InputError, planInputs } from "../src/inputs.ts";
+import { InputError, InputReadError, planInputs } from "../src/inputs.ts";
 
 async function tree(files: Record<string, string>): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: "cotfit-inputs-" });
@@ -144,4 +144,23 @@ Deno.test("planInputs() refuses an output directory that is a file", async () =>
     () => planInputs([join(root, "in/a.jsonl")], join(root, "taken")),
     (error: InputError) => error instanceof InputError && /is a file/.test(error.message),
   );
+});
+
+// Root reads a file whatever its mode, but not /proc/self/mem: its first byte is unmapped memory
+// (EIO), and Deno wants --allow-all to open it at all.
+Deno.test("planInputs() refuses an input file it cannot read, given or found in a directory", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  const root = await tree({ "in/a.jsonl": "", "in/c.jsonl": "" });
+  const unreadable = join(root, "in/b.jsonl");
+  await Deno.symlink("/proc/self/mem", unreadable);
+  for (const input of [join(root, "in"), unreadable]) {
+    await assert.rejects(
+      () => planInputs([input], join(root, "out")),
+      (error: InputReadError) =>
+        error instanceof InputReadError && error instanceof InputError &&
+        error.path === unreadable && error.reason !== "" &&
+        error.message === `Cannot read input "${unreadable}": ${error.reason}`,
+    );
+  }
 });
