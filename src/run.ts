@@ -13,7 +13,7 @@ import { decompressStream, needsDecoding } from "./decompress.ts";
 import { createEngine, type Engine } from "./engine.ts";
 import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
-import { type InputPlan, planInputs } from "./inputs.ts";
+import { type InputPlan, InputReadError, openInput, planInputs } from "./inputs.ts";
 import { type Layout, sniffLayout } from "./lines.ts";
 import { rephraseStream } from "./pipeline.ts";
 import { whileQueueShort } from "./pool.ts";
@@ -40,12 +40,14 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
 
 /**
  * Runs the conversion described by `options` and returns the exit code: 0 when every record was
- * written, 1 when some were rejected, 2 when the upstream refused the run, 130 when interrupted.
+ * written, 1 when some were rejected, 2 when the upstream refused the run or an input could not
+ * be read, 130 when interrupted.
  *
  * @param options Resolved options.
  * @param env Process I/O.
  * @returns The exit code.
- * @throws {InputError} On unusable inputs (the caller maps it to exit 2).
+ * @throws {InputError} On unusable inputs, found before the run starts (the caller maps it to
+ * exit 2).
  */
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
   const plans = await planInputs(options.inputs, options.output);
@@ -109,7 +111,9 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
       });
     }
   } catch (error) {
-    if (!(error instanceof UpstreamFatalError)) throw error;
+    // The input read when it was planned no longer is: stop as for a refusing upstream, with the
+    // files done so far complete and the one being read not written.
+    if (!(error instanceof UpstreamFatalError || error instanceof InputReadError)) throw error;
     progress.finish(progressState());
     env.stderr(`error: ${error.message}\n`);
     return EXIT.usage;
@@ -157,7 +161,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
   const { options, env, engine, progress } = context;
   const { meter } = engine;
   const { read, isArray, coding } = await lookAt(plan, options.maxLineBytes);
-  const source = plan.input === "-" ? env.stdin : (await Deno.open(plan.input)).readable;
+  const source = plan.input === "-" ? env.stdin : await openInput(plan.input);
   const out: TextSink = context.dryRun
     ? nullSink()
     : plan.output
@@ -284,7 +288,9 @@ async function countTotal(
     if (!plan.regular) return null;
     const { read, coding } = await lookAt(plan, maxLineBytes);
     if (read === "auto" || coding !== "identity") return null;
-    total += await countLines(plan.input);
+    total += await countLines(plan.input).catch((error) => {
+      throw new InputReadError(plan.input, error);
+    });
   }
   return total;
 }
@@ -297,10 +303,13 @@ function selectedTotal(total: number | null, options: Options): number | null {
 
 /** Whether a file starts as compressed data or UTF-16; plain files skip the decompressor. */
 async function needsDecoder(path: string): Promise<boolean> {
-  using file = await Deno.open(path);
-  const head = new Uint8Array(8);
-  const read = await file.read(head);
-  return needsDecoding(head.subarray(0, read ?? 0));
+  const reader = (await openInput(path)).getReader();
+  try {
+    const { value } = await reader.read();
+    return needsDecoding(value?.subarray(0, 8) ?? new Uint8Array());
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }
 
 /**
@@ -344,8 +353,8 @@ async function examine(plan: InputPlan, maxLineBytes: number): Promise<InputLook
  * so a `.json.gz` array is an array too.
  */
 async function layoutOf(path: string, maxLineBytes: number): Promise<Layout> {
-  const file = await Deno.open(path);
-  return await sniffLayout(file.readable.pipeThrough(decompressStream({ onFault() {} })), {
+  const bytes = await openInput(path);
+  return await sniffLayout(bytes.pipeThrough(decompressStream({ onFault() {} })), {
     maxLineBytes,
   });
 }

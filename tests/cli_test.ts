@@ -589,6 +589,51 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "cli: an input that turns unreadable mid-run stops it with exit 2 and its name, the files before it kept",
+  {
+    ignore: Deno.build.os !== "linux",
+  },
+  async () => {
+    const record = JSON.stringify(SHAREGPT[0]) + "\n";
+    const root = await tempTree({ "d/a.jsonl": record, "d/c.jsonl": record });
+    const b = join(root, "d/b.jsonl");
+    // Replaced by a directory while a.jsonl is converted: it opens, then its first read fails.
+    let swap = false;
+    await using fake = await startFakeOpenAI({
+      script() {
+        if (swap) {
+          swap = false;
+          Deno.removeSync(b);
+          Deno.mkdirSync(b);
+        }
+        return undefined;
+      },
+    });
+    // Quiet, b.jsonl fails when the run first looks at it; otherwise the progress total has looked
+    // already, and it fails in the conversion's own read.
+    for (const quiet of [true, false]) {
+      await Deno.remove(b, { recursive: true }).catch(() => {});
+      await Deno.writeTextFile(b, record);
+      swap = true;
+      const out = join(root, `out-${quiet}`);
+      const result = await runCli([
+        ...convertArgs(join(root, "d"), out, fake.url),
+        ...(quiet ? ["-q"] : []),
+      ]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(
+        result.stderr,
+        new RegExp(`(^|\n)error: Cannot read input ${RegExp.escape(JSON.stringify(b))}: .+\n$`),
+      );
+      assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+      assert.equal(parseJsonl(await Deno.readTextFile(join(out, "a.jsonl"))).length, 1);
+      const left = (await Array.fromAsync(Deno.readDir(out))).map((entry) => entry.name).sort();
+      assert.deepEqual(left.filter((name) => !name.startsWith(".cotfit-cache")), ["a.jsonl"]);
+    }
+  },
+);
+
 Deno.test("cli: bad usage exits 2 with a one-line reason", async () => {
   const noModel = await runCli(["in.jsonl", "-o", "out"]);
   assert.equal(noModel.code, 2);
