@@ -96,7 +96,9 @@ export class OutputError extends Error {
 }
 
 /**
- * Opens `path + ".partial"` for writing; `commit` renames it to `path`.
+ * Opens `path + ".partial"` for writing; `commit` renames it to `path`. A `.partial` left by an
+ * earlier run is removed first, not truncated: it may be a link, and writing through it would
+ * overwrite the file it links to.
  *
  * @param path The final file path; its directory is created when missing.
  * @returns The sink.
@@ -107,7 +109,10 @@ export async function openAtomicFile(path: string): Promise<TextSink> {
   let file: Deno.FsFile;
   try {
     await Deno.mkdir(dirname(path), { recursive: true });
-    file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+    await Deno.remove(temporary).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+    file = await Deno.open(temporary, { write: true, createNew: true });
   } catch (error) {
     throw new OutputError(path, error instanceof Error ? error.message : String(error), {
       cause: error,

@@ -41,6 +41,26 @@ Deno.test("openAtomicFile() discard() leaves no file behind", async () => {
   }
 });
 
+Deno.test("openAtomicFile() replaces a stale .partial, never writing through one that links elsewhere", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/kept.jsonl`, "kept\n");
+    await Deno.writeTextFile(`${dir}/also.jsonl`, "also kept\n");
+    await Deno.symlink(`${dir}/kept.jsonl`, `${dir}/a.jsonl.partial`);
+    await Deno.link(`${dir}/also.jsonl`, `${dir}/b.jsonl.partial`);
+    for (const name of ["a.jsonl", "b.jsonl"]) {
+      const sink = await openAtomicFile(`${dir}/${name}`);
+      await sink.write("new\n");
+      await sink.commit();
+      assert.equal(await Deno.readTextFile(`${dir}/${name}`), "new\n");
+    }
+    assert.equal(await Deno.readTextFile(`${dir}/kept.jsonl`), "kept\n");
+    assert.equal(await Deno.readTextFile(`${dir}/also.jsonl`), "also kept\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("streamSink() hands each text on at once, in chunks the stream may keep", async () => {
   const received: Uint8Array[] = [];
   const sink = streamSink(
