@@ -7,7 +7,7 @@
  * @module
  */
 
-import { basename, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { PARQUET_TO_JSONL } from "./decompress.ts";
 
 /** One input and where its results go. */
@@ -60,22 +60,28 @@ const RECORD_FILE = /\.(jsonl|json)(\.gz)?$/i;
 const GZIP_SUFFIX = /\.gz$/i;
 const PARQUET_FILE = /\.parquet$/i;
 const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
+/** Written by every run into its output directory (see `run.ts`). */
+const USAGE_FILE = "usage.json";
 
 /**
  * Lists the inputs: a file maps to `OUT/<base name>`, a directory to every `.jsonl`/`.json`
  * (or `.jsonl.gz`/`.json.gz`) below it (sorted, recursively) at the same relative path under
  * `OUT`, `-` to stdout. A `.gz` input's output drops the `.gz`: it is written uncompressed.
- * Output paths that collide, or an output that would overwrite its input, are usage errors.
- * Every input file is opened and its first byte read, so a run that could not read one stops
- * here, before it spends anything. A named pipe is not: opening one waits for its writer, and a
- * byte read from it would be lost to the conversion.
+ * Output paths that collide, or an output that would overwrite its input, are usage errors,
+ * whatever the paths: a file to be written that exists already is compared with the inputs by
+ * device and inode (by real path where the system has no inodes), so an input that links to an
+ * output, or is a hard link of one, is refused too. Every input file is opened and its first
+ * byte read, so a run that could not read one stops here, before it spends anything. A named
+ * pipe is not: opening one waits for its writer, and a byte read from it would be lost to the
+ * conversion.
  *
  * @param inputs Paths as given on the command line or in the config.
  * @param outputDir The output directory; required unless the only input is `-`.
  * @returns The plan, in input order.
  * @throws {InputReadError} On an input file or directory that cannot be read.
  * @throws {InputError} On a missing input, a directory with no record file, a missing output
- * directory, an output directory that is a file or an input directory, or colliding outputs.
+ * directory, an output directory that is a file or an input directory, colliding outputs, or
+ * an output, rejects or usage file that is an input.
  */
 export async function planInputs(
   inputs: readonly string[],
@@ -84,6 +90,7 @@ export async function planInputs(
   if (inputs.length === 0) throw new InputError("no input: pass a file, a directory or - (stdin)");
   const plans: InputPlan[] = [];
   const outRoot = outputDir === null ? null : resolve(outputDir);
+  const view = directoryView();
   if (outputDir !== null) {
     const info = await Deno.stat(outputDir).catch(() => null);
     if (info !== null && !info.isDirectory) {
@@ -105,7 +112,11 @@ export async function planInputs(
       throw new InputError(`Cannot read input "${input}": ${(error as Error).message}`);
     }
     if (info.isDirectory) {
-      if (resolve(input) === outRoot) {
+      // Through a link too: the walk would skip the whole input as the output directory.
+      if (
+        resolve(input) === outRoot ||
+        view.realDir(resolve(input)) === view.realDir(outRoot)
+      ) {
         throw new InputError(
           `output directory "${outputDir}" is the input directory: outputs would overwrite ` +
             "inputs; choose another -o",
@@ -123,7 +134,7 @@ export async function planInputs(
         );
       }
       for (const file of files) {
-        await probe(file);
+        probe(file);
         plans.push(planFile(file, join(outRoot, relative(resolve(input), file)), true));
       }
     } else if (PARQUET_FILE.test(input)) {
@@ -133,28 +144,149 @@ export async function planInputs(
       );
     } else {
       // Opening a socket fails at once, so it is refused here; opening a pipe waits for its writer.
-      if (info.isFile || info.isSocket) await probe(input);
+      if (info.isFile || info.isSocket) probe(input);
       plans.push(planFile(input, join(outRoot, basename(input)), info.isFile));
     }
   }
-  const seen = new Map<string, string>();
-  for (const plan of plans) {
-    if (plan.output === null) continue;
-    if (resolve(plan.output) === resolve(plan.input)) {
-      throw new InputError(`output would overwrite its input "${plan.input}": choose another -o`);
-    }
-    const earlier = seen.get(plan.output);
-    if (earlier !== undefined) {
-      throw new InputError(
-        `inputs "${earlier}" and "${plan.input}" would both write "${plan.output}": process them separately`,
-      );
-    }
-    seen.set(plan.output, plan.input);
-  }
+  // The probes and checks make synchronous calls, a few per input: as asynchronous ones (about
+  // 40 µs each, against 6) they made planning 10,000 files take 1.6 to 3.5 s instead of 0.3.
+  if (outRoot !== null) refuseOverwrites(plans, join(outRoot, USAGE_FILE), view);
   if (plans.filter((plan) => plan.input === "-").length > 1) {
     throw new InputError("stdin (-) can be read only once");
   }
   return plans;
+}
+
+/**
+ * Refuses a plan that would write over one of its inputs, or write one file twice: each output,
+ * rejects file and their temporary `.partial`, and the run's usage file, against every input and
+ * each other. A file to be written that already exists is compared with the inputs by device and
+ * inode, which its links share: an input that links to its output's name, or is a hard link of
+ * it, would be replaced when the output is renamed into place. Files to be written are compared
+ * with each other by where their directory really is.
+ */
+function refuseOverwrites(
+  plans: readonly InputPlan[],
+  usageFile: string,
+  view: DirectoryView,
+): void {
+  // Only a file that exists can be an input, and in a new output directory none does: the inputs
+  // are looked up once one does.
+  let inputs: Map<string, InputPlan> | null = null;
+  function inputAt(path: string): InputPlan | undefined {
+    if (!view.has(path)) return undefined;
+    inputs ??= identifyInputs(plans);
+    try {
+      return inputs.get(identityOf(path));
+    } catch {
+      return undefined; // a link to nothing is replaced, not written through
+    }
+  }
+  function refuse(kind: string, path: string, writer: InputPlan | null): void {
+    const input = inputAt(path);
+    if (input === undefined) return;
+    const whose = input === writer ? "its input" : "input";
+    if (resolve(path) === resolve(input.input)) {
+      throw new InputError(`${kind} would overwrite ${whose} "${input.input}": choose another -o`);
+    }
+    throw new InputError(
+      `${kind} "${path}" would overwrite ${whose} "${input.input}", the same file through a ` +
+        "link: choose another -o",
+    );
+  }
+  const entryOf = (path: string) => join(view.realDir(dirname(path)), basename(path));
+
+  refuse("usage file", usageFile, null);
+  const usageEntry = entryOf(usageFile);
+  const writers = new Map<string, InputPlan>();
+  for (const plan of plans) {
+    for (const [kind, path] of [["output", plan.output], ["rejects file", plan.rejects]] as const) {
+      if (path === null) continue;
+      refuse(kind, path, plan);
+      refuse(`temporary ${kind}`, `${path}.partial`, plan);
+      const entry = entryOf(path);
+      if (entry === usageEntry) {
+        throw new InputError(
+          `input "${plan.input}" would write "${path}", where the run writes its usage: ` +
+            "rename it or choose another -o",
+        );
+      }
+      const earlier = writers.get(entry);
+      if (earlier !== undefined) {
+        throw new InputError(
+          `inputs "${earlier.input}" and "${plan.input}" would both write "${path}": ` +
+            "process them separately",
+        );
+      }
+      writers.set(entry, plan);
+    }
+  }
+}
+
+function identifyInputs(plans: readonly InputPlan[]): Map<string, InputPlan> {
+  const inputs = new Map<string, InputPlan>();
+  for (const plan of plans) {
+    if (plan.input === "-") continue;
+    try {
+      inputs.set(identityOf(plan.input), plan);
+    } catch (error) {
+      throw new InputReadError(plan.input, error);
+    }
+  }
+  return inputs;
+}
+
+/**
+ * What `path` is, whatever it is called: its device and inode, which every link to it shares, or
+ * its real path where the system gives no inode.
+ */
+function identityOf(path: string): string {
+  const info = Deno.statSync(path);
+  return info.ino === null ? Deno.realPathSync(path) : `${info.dev}:${info.ino}`;
+}
+
+/** Where directories really are and what they hold, each looked up once: outputs share a few. */
+interface DirectoryView {
+  /**
+   * The real path of `dir`; one that does not exist yet resolves through its nearest existing
+   * parent, where it will be made.
+   */
+  realDir(dir: string): string;
+  /** Whether anything (a file, a link, even one to nothing) is at `path`. */
+  has(path: string): boolean;
+}
+
+function directoryView(): DirectoryView {
+  const reals = new Map<string, string>();
+  const listings = new Map<string, Set<string> | null>();
+  function realDir(dir: string): string {
+    let real = reals.get(dir);
+    if (real === undefined) {
+      try {
+        real = Deno.realPathSync(dir);
+      } catch {
+        const parent = dirname(dir);
+        real = parent === dir ? dir : join(realDir(parent), basename(dir));
+      }
+      reals.set(dir, real);
+    }
+    return real;
+  }
+  // A listing per directory rather than a failed lookup per file: each failure is an exception.
+  function has(path: string): boolean {
+    const dir = dirname(path);
+    let names = listings.get(dir);
+    if (names === undefined) {
+      try {
+        names = new Set(Array.from(Deno.readDirSync(dir), (entry) => entry.name));
+      } catch {
+        names = null;
+      }
+      listings.set(dir, names);
+    }
+    return names?.has(basename(path)) ?? false;
+  }
+  return { realDir, has };
 }
 
 /**
@@ -210,10 +342,10 @@ export async function openInput(path: string): Promise<ReadableStream<Uint8Array
 }
 
 /** Opens `path` and reads its first byte: what the conversion will do, in the same way. */
-async function probe(path: string): Promise<void> {
+function probe(path: string): void {
   try {
-    using file = await Deno.open(path, { read: true });
-    await file.read(new Uint8Array(1));
+    using file = Deno.openSync(path, { read: true });
+    file.readSync(new Uint8Array(1));
   } catch (error) {
     throw new InputReadError(path, error);
   }

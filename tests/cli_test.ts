@@ -634,6 +634,31 @@ Deno.test(
   },
 );
 
+Deno.test("cli: an output that is its input through a link or a hard link is refused, the input kept", async () => {
+  await using fake = await startFakeOpenAI();
+  const record = JSON.stringify(SHAREGPT[0]) + "\n";
+  const root = await tempTree({ "same/x.jsonl": record, "same/h.jsonl": record });
+  await Deno.mkdir(join(root, "other"));
+  await Deno.symlink(join(root, "same/x.jsonl"), join(root, "other/x.jsonl"));
+  await Deno.link(join(root, "same/h.jsonl"), join(root, "other/h.jsonl"));
+  for (const name of ["x.jsonl", "h.jsonl"]) {
+    const input = join(root, "other", name);
+    const result = await runCli([...convertArgs(input, join(root, "same"), fake.url), "-q"]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `^error: output ${RegExp.escape(JSON.stringify(join(root, "same", name)))} would ` +
+          `overwrite its input ${
+            RegExp.escape(JSON.stringify(input))
+          }, the same file through a link`,
+      ),
+    );
+    assert.equal(await Deno.readTextFile(join(root, "same", name)), record);
+  }
+  assert.equal(fake.stats.requests, 0);
+});
+
 Deno.test("cli: bad usage exits 2 with a one-line reason", async () => {
   const noModel = await runCli(["in.jsonl", "-o", "out"]);
   assert.equal(noModel.code, 2);

@@ -177,3 +177,84 @@ Deno.test("openInput() names the file when a read fails, not only when it opens"
       error instanceof InputReadError && error.path === root && /directory/i.test(error.reason),
   );
 });
+
+Deno.test("planInputs() refuses an output that is its input through a link or a hard link", async () => {
+  const root = await tree({ "same/x.jsonl": "x\n", "same/h.jsonl": "h\n", "in/y.jsonl": "y\n" });
+  await Deno.mkdir(join(root, "other"));
+  await Deno.symlink(join(root, "same/x.jsonl"), join(root, "other/x.jsonl"));
+  await Deno.link(join(root, "same/h.jsonl"), join(root, "other/h.jsonl"));
+  await Deno.symlink(join(root, "in"), join(root, "in-link"));
+  for (
+    const [input, output, written] of [
+      ["other/x.jsonl", "same", "same/x.jsonl"],
+      ["other/h.jsonl", "same", "same/h.jsonl"],
+      // The output directory itself reached through a link.
+      ["in/y.jsonl", "in-link", "in-link/y.jsonl"],
+    ]
+  ) {
+    await assert.rejects(
+      () => planInputs([join(root, input)], join(root, output)),
+      (error: InputError) =>
+        error instanceof InputError &&
+        error.message ===
+          `output "${join(root, written)}" would overwrite its input "${join(root, input)}", ` +
+            "the same file through a link: choose another -o",
+    );
+  }
+  await assert.rejects(
+    () => planInputs([join(root, "in")], join(root, "in-link")),
+    /"[^"]*in-link" is the input directory/,
+  );
+  assert.equal(await Deno.readTextFile(join(root, "same/x.jsonl")), "x\n");
+});
+
+Deno.test("planInputs() refuses a rejects, temporary or usage file that is an input, and two inputs writing one file", async () => {
+  const root = await tree({
+    "p/a.jsonl": "",
+    "p/b.jsonl": "",
+    "out/a.rejects.jsonl": "",
+    "out/b.jsonl.partial": "",
+    "q/a.json": "",
+    "data/usage.json": "",
+    "tree/a.jsonl": "",
+    "tree/sub/a.jsonl": "",
+  });
+  const out = join(root, "out");
+  const refuses = (inputs: string[], message: string) =>
+    assert.rejects(
+      () => planInputs(inputs.map((input) => join(root, input)), out),
+      (error: InputError) => error instanceof InputError && error.message === message,
+    );
+  await refuses(
+    ["p/a.jsonl", "out/a.rejects.jsonl"],
+    `rejects file would overwrite input "${join(out, "a.rejects.jsonl")}": choose another -o`,
+  );
+  await Deno.mkdir(join(root, "r"));
+  await Deno.symlink(join(out, "a.rejects.jsonl"), join(root, "r/r.jsonl"));
+  await refuses(
+    ["p/a.jsonl", "r/r.jsonl"],
+    `rejects file "${join(out, "a.rejects.jsonl")}" would overwrite input ` +
+      `"${join(root, "r/r.jsonl")}", the same file through a link: choose another -o`,
+  );
+  await refuses(
+    ["p/b.jsonl", "out/b.jsonl.partial"],
+    `temporary output would overwrite input "${join(out, "b.jsonl.partial")}": choose another -o`,
+  );
+  await refuses(
+    ["p/a.jsonl", "q/a.json"],
+    `inputs "${join(root, "p/a.jsonl")}" and "${join(root, "q/a.json")}" would both write ` +
+      `"${join(out, "a.rejects.jsonl")}": process them separately`,
+  );
+  await refuses(
+    ["data/usage.json"],
+    `input "${join(root, "data/usage.json")}" would write "${join(out, "usage.json")}", where ` +
+      "the run writes its usage: rename it or choose another -o",
+  );
+  // out/sub links to out: tree/a.jsonl and tree/sub/a.jsonl would be written to one file.
+  await Deno.symlink(out, join(out, "sub"));
+  await refuses(
+    ["tree"],
+    `inputs "${join(root, "tree/a.jsonl")}" and "${join(root, "tree/sub/a.jsonl")}" would both ` +
+      `write "${join(out, "sub/a.jsonl")}": process them separately`,
+  );
+});
