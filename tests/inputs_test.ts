@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { InputError, InputReadError, openInput, planInputs } from "../src/inputs.ts";
+import { InputError, InputReadError, planInputs } from "../src/inputs.ts";
 
 async function tree(files: Record<string, string>): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: "cotfit-inputs-" });
@@ -163,19 +163,6 @@ Deno.test("planInputs() refuses an input file it cannot read, given or found in 
         error.message === `Cannot read input "${unreadable}": ${error.reason}`,
     );
   }
-});
-
-Deno.test("openInput() names the file when a read fails, not only when it opens", {
-  ignore: Deno.build.os !== "linux",
-}, async () => {
-  const root = await tree({});
-  // Linux opens a directory for reading, then fails its first read (EISDIR), even for root.
-  const bytes = await openInput(root);
-  await assert.rejects(
-    () => Array.fromAsync(bytes),
-    (error: InputReadError) =>
-      error instanceof InputReadError && error.path === root && /directory/i.test(error.reason),
-  );
 });
 
 Deno.test("planInputs() refuses an output that is its input through a link or a hard link", async () => {
