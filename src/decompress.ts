@@ -8,13 +8,16 @@
  *
  * A stream that cannot be decompressed to its end (cut short, corrupt, trailing junk) is not an
  * error of the stream: what came before it is kept, and the failure is handed to `onFault`, so
- * the caller can account for the rest of the input as one reject.
+ * the caller can account for the rest of the input as one reject. Gzip is read member by member
+ * (`src/gunzip.ts`), so junk after its end costs none of the text before.
  *
  * @module
  */
 
-import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { createBrotliDecompress, createInflate } from "node:zlib";
+import { gunzipStream } from "./gunzip.ts";
 import { concat } from "./lines.ts";
+import type { InputFault } from "./types.ts";
 import { utf16Bom, utf16ToUtf8 } from "./utf16.ts";
 
 /** A `Content-Encoding` cotfit decompresses. */
@@ -30,10 +33,11 @@ export interface DecompressOptions {
    */
   coding?: ContentCoding | "sniff";
   /**
-   * Told why the rest of the input cannot be read (a compressed format cotfit does not read, or
-   * compressed data that breaks off); the output then ends with what was read before.
+   * Told why the rest of the input cannot be read (a compressed format cotfit does not read,
+   * compressed data that breaks off or is followed by junk); the output then ends with what was
+   * read before.
    */
-  onFault(reason: string): void;
+  onFault(fault: InputFault): void;
 }
 
 /** How to turn Parquet, what the Hugging Face hub serves most datasets as, into JSONL. */
@@ -78,9 +82,9 @@ const CODEC_PIECE_BYTES = 4 * 1024;
  * import { gzipSync } from "node:zlib";
  * import { decompressStream } from "./decompress.ts";
  *
- * const faults: string[] = [];
+ * const faults: unknown[] = [];
  * const plain = ReadableStream.from([gzipSync('{"a":1}\n')])
- *   .pipeThrough(decompressStream({ onFault: (reason) => faults.push(reason) }));
+ *   .pipeThrough(decompressStream({ onFault: (fault) => faults.push(fault) }));
  * assert.equal(await new Response(plain).text(), '{"a":1}\n');
  * assert.deepEqual(faults, []);
  * ```
@@ -89,6 +93,7 @@ export function decompressStream(
   options: DecompressOptions,
 ): ReadableWritablePair<Uint8Array, Uint8Array> {
   const { coding = "sniff", onFault } = options;
+  if (coding === "gzip") return gunzipStream(onFault);
   if (coding !== "sniff") return decoderFor(coding, codecFault(coding, onFault));
   const entry = new TransformStream<Uint8Array, Uint8Array>();
   const input = entry.readable.getReader();
@@ -103,17 +108,19 @@ export function decompressStream(
         const utf16 = utf16Bom(head);
         if (startsWith(head, GZIP_MAGIC)) {
           const rest = prepend(head, ended, input);
-          decoded = rest.pipeThrough(decoderFor("gzip", codecFault("gzip", onFault))).getReader();
+          decoded = rest.pipeThrough(gunzipStream(onFault)).getReader();
         } else if (utf16 !== null) {
           decoded = prepend(head, ended, input).pipeThrough(utf16ToUtf8(utf16, onFault))
             .getReader();
         } else {
           const other = OTHER_FORMATS.find((format) => startsWith(head, format.magic));
           if (other) {
-            onFault(
-              `the input is ${other.what}, which cotfit does not read: ${other.instead} first; ` +
-                "JSONL and JSON, plain or gzip-compressed, are read as they are",
-            );
+            onFault({
+              reason: `the input is ${other.what}, which cotfit does not read: ` +
+                `${other.instead} first; JSONL and JSON, plain or gzip-compressed, are read as ` +
+                "they are",
+              cut: false,
+            });
             await input.cancel().catch(() => {});
             return controller.close();
           }
@@ -205,34 +212,30 @@ function prepend(
 
 /** The fault a codec's failure is reported as, by how much it decoded before. */
 function codecFault(
-  coding: ContentCoding,
-  onFault: (reason: string) => void,
+  coding: "deflate" | "br",
+  onFault: (fault: InputFault) => void,
 ): (error: Error, decodedBytes: number) => void {
   return (error, decodedBytes) =>
-    onFault(
-      decodedBytes === 0
+    onFault({
+      reason: decodedBytes === 0
         ? `the input is not valid ${coding} data (${error.message})`
         : `the ${coding} data breaks off (${error.message}): nothing after it could be read`,
-    );
+      cut: true,
+    });
 }
 
 /**
- * A node:zlib decompressor as a stream pair. Not `Duplex.toWeb`: when the codec fails, that
- * errors its readable side, which drops the output still queued, and the lines decoded before a
- * corrupt tail must still be read. Here a failure ends the output after what was decoded, and
- * the caller is told through `onCodecError`, with how many bytes were decoded before.
+ * A node:zlib decompressor of a server body's deflate or brotli coding as a stream pair. Not
+ * `Duplex.toWeb`: when the codec fails, that errors its readable side, which drops the output
+ * still queued, and the lines decoded before a corrupt tail must still be read. Here a failure
+ * ends the output after what was decoded, and the caller is told through `onCodecError`, with how
+ * many bytes were decoded before.
  */
 function decoderFor(
-  coding: ContentCoding,
+  coding: "deflate" | "br",
   onCodecError: (error: Error, decodedBytes: number) => void,
 ): ReadableWritablePair<Uint8Array, Uint8Array> {
-  // node:zlib rather than DecompressionStream: Deno's gzip DecompressionStream fails on a file of
-  // several gzip members one after another (what pigz, bgzip and `cat a.gz b.gz` write).
-  const codec = coding === "gzip"
-    ? createGunzip()
-    : coding === "deflate"
-    ? createInflate()
-    : createBrotliDecompress();
+  const codec = coding === "deflate" ? createInflate() : createBrotliDecompress();
   let failed: Error | null = null;
   let decodedBytes = 0;
   // Set when the input itself failed (or the reader left): that is not the codec's fault.

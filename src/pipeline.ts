@@ -20,7 +20,7 @@ import { assembleRecord, type Framing, hasThought, parseRecord, RecordError } fr
 import { limitStream, sampleStream } from "./sample.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import { historyNeedsTokenCount, planTurns } from "./turns.ts";
-import type { Line, Outcome } from "./types.ts";
+import type { InputFault, Line, Outcome } from "./types.ts";
 
 /** Longest raw text kept in a reject, so a huge bad line does not bloat the rejects file. */
 export const MAX_REJECT_RAW_CHARS = 10_000;
@@ -95,14 +95,20 @@ export function rephraseStream(options: PipelineOptions): {
   writable: WritableStream<Uint8Array>;
 } {
   const texts = recordTextStream({ maxLineBytes: options.maxLineBytes, format: options.format });
-  let fault: string | null = null;
+  let fault: InputFault | null = null;
   // Plain input the caller already knows as such skips the decompressor's stream hops.
   const bytes = options.coding === "identity" ? null : decompressStream({
     coding: options.coding,
-    onFault: (reason) => void (fault ??= reason),
+    onFault: (reported) => void (fault ??= reported),
   });
   let selected: ReadableStream<Line> = (bytes ? bytes.readable.pipeThrough(texts) : texts.readable)
-    .pipeThrough(skipBlank({ onBlank: options.onBlank, stop: options.stop, fault: () => fault }));
+    .pipeThrough(
+      skipBlank({
+        onBlank: options.onBlank,
+        stop: options.stop,
+        fault: () => fault?.reason ?? null,
+      }),
+    );
   if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
   if (options.sample) {
     selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));

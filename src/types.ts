@@ -21,6 +21,20 @@ export type Line =
     readonly final?: true;
   };
 
+/**
+ * Why an input could not be read to its end: compressed data that breaks off, is corrupt or is
+ * followed by junk, or UTF-16 that turns into bytes that are not UTF-16.
+ */
+export interface InputFault {
+  /** What broke, where in the input's bytes, and what could not be read. */
+  readonly reason: string;
+  /**
+   * Whether the text decoded before the fault may stop inside a record: true when the data broke
+   * off or went bad mid-stream, false when it ended whole and only what came after it is unreadable.
+   */
+  readonly cut: boolean;
+}
+
 /** A turn's role after normalisation (`human` -> `user`, `gpt` -> `assistant`...). */
 export type Role = "system" | "user" | "assistant" | "tool";
 

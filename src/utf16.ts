@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { InputFault } from "./types.ts";
+
 /** Bytes decoded at once; see `utf16ToUtf8`. */
 const PIECE_BYTES = 1024;
 
@@ -54,7 +56,7 @@ export function utf16Bom(head: Uint8Array): Utf16 | null {
  */
 export function utf16ToUtf8(
   encoding: Utf16,
-  onFault: (reason: string) => void,
+  onFault: (fault: InputFault) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder(encoding, { fatal: true });
   const encoder = new TextEncoder();
@@ -64,10 +66,11 @@ export function utf16ToUtf8(
   };
   const fail = () => {
     failed = true;
-    onFault(
-      `the input is UTF-16 (${encoding.slice(-2).toUpperCase()}) and breaks off into bytes ` +
-        "that are not valid UTF-16: nothing after them could be read",
-    );
+    onFault({
+      reason: `the input is UTF-16 (${encoding.slice(-2).toUpperCase()}) and breaks off into ` +
+        "bytes that are not valid UTF-16: nothing after them could be read",
+      cut: true,
+    });
   };
   return new TransformStream({
     transform(chunk, controller) {

@@ -269,7 +269,7 @@ Deno.test("cli: gzip inputs are read as their text and written plain; a cut one 
   assert.equal(fault.file, join(root, "in/cut.jsonl.gz"));
   assert.match(
     String(fault.reason),
-    /^the gzip data breaks off \(unexpected end of file\): nothing after it could be read$/,
+    /^the gzip data breaks off after \d+ bytes \(unexpected end of file\): nothing after it could be read$/,
   );
   assert.ok(written.length > 50, `${written.length} records before the break`);
   assert.deepEqual(written.map((record) => record.id), [...written.keys()]);

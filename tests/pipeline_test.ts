@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
 import type { ThoughtWriter } from "../src/generate.ts";
 import { rephraseStream } from "../src/pipeline.ts";
 import { loadTokenizer } from "../src/tokenizer.ts";
@@ -136,4 +137,65 @@ Deno.test("rephraseStream() keeps answers that already reason in their own way",
   assert.deepEqual(written[0], r1);
   assert.deepEqual(written[1], crlf);
   assert.equal(written[2].messages[1].content, "6");
+});
+
+/**
+ * Runs bytes through the pipeline in 64 KiB chunks, as a file is read; the writer thinks "Ok." a
+ * timer tick later, as a real endpoint answers later, so the reader falls behind the input.
+ */
+function rephraseBytes(bytes: Uint8Array, format: "jsonl" | "auto" = "jsonl"): Promise<Outcome[]> {
+  const writeThought: ThoughtWriter = () =>
+    new Promise((resolve) => setTimeout(() => resolve({ ok: true, thought: "Ok." }), 0));
+  const pipeline = rephraseStream({ framing: FRAMING, writeThought, format });
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < bytes.length; at += 65536) chunks.push(bytes.subarray(at, at + 65536));
+  ReadableStream.from(chunks).pipeTo(pipeline.writable);
+  return Array.fromAsync(pipeline.readable);
+}
+
+/** `count` OpenAI records, one a line, as the tester's files hold them. */
+function chatLines(count: number): string {
+  let text = "";
+  for (let i = 0; i < count; i++) {
+    text += JSON.stringify({
+      messages: [{ role: "user", content: "hi" }, { role: "assistant", content: `h${i}` }],
+    }) + "\n";
+  }
+  return text;
+}
+
+/** What the outcomes come to: lines written, and every reject by line and reason. */
+function tally(outcomes: Outcome[]): { written: number; rejects: [number, string][] } {
+  const rejects = outcomes.flatMap((outcome) =>
+    outcome.kind === "reject" ? [[outcome.line, outcome.reason] as [number, string]] : []
+  );
+  return { written: outcomes.length - rejects.length, rejects };
+}
+
+Deno.test("rephraseStream() writes every record of gzip data followed by junk, and rejects the junk once", async () => {
+  for (const count of [3, 3000]) {
+    const gzip = gzipSync(chatLines(count));
+    const input = new Uint8Array([...gzip, ...new TextEncoder().encode("garbage after")]);
+    assert.deepEqual(tally(await rephraseBytes(input)), {
+      written: count,
+      rejects: [[
+        count + 1,
+        `the gzip data ends after ${gzip.length} bytes; the 13 bytes after it are not gzip data ` +
+        "and were not read",
+      ]],
+    });
+  }
+});
+
+Deno.test("rephraseStream() writes every record of the whole gzip members before a cut one", async () => {
+  const first = gzipSync(chatLines(3000));
+  const input = new Uint8Array([...first, ...gzipSync(chatLines(3000)).subarray(0, 20)]);
+  assert.deepEqual(tally(await rephraseBytes(input)), {
+    written: 3000,
+    rejects: [[
+      3001,
+      `the gzip data breaks off after ${input.length} bytes (unexpected end of file in member ` +
+      "2): nothing after it could be read",
+    ]],
+  });
 });

@@ -358,7 +358,10 @@ Deno.test("createApp() reads compressed bodies: Content-Encoding, or gzip by its
     });
     const lines = parseLines(await cut.text());
     const last = lines.at(-1)!.error as Json;
-    assert.match(String(last.message), /^the gzip data breaks off \(unexpected end of file\)/);
+    assert.match(
+      String(last.message),
+      /^the gzip data breaks off after \d+ bytes \(unexpected end of file\)/,
+    );
     assert.equal(last.fatal, true, path);
     const records = lines.filter((line) => "id" in line).length;
     assert.ok(records > 50, `${records} records before the break`);

@@ -21,7 +21,7 @@ async function read(
   for (let at = 0; at < bytes.length; at += size) pieces.push(bytes.slice(at, at + size));
   const faults: string[] = [];
   const stream = ReadableStream.from(pieces)
-    .pipeThrough(decompressStream({ onFault: (reason) => faults.push(reason) }));
+    .pipeThrough(decompressStream({ onFault: (fault) => faults.push(fault.reason) }));
   return { text: await new Response(stream).text(), faults };
 }
 
@@ -45,7 +45,7 @@ Deno.test("utf16ToUtf8() reports bytes that are not UTF-16 and keeps the text be
   const bytes = utf16(good + "\ud800A" + TEXT.slice(4000), "utf-16le");
   const faults: string[] = [];
   const stream = ReadableStream.from([bytes])
-    .pipeThrough(utf16ToUtf8("utf-16le", (reason) => faults.push(reason)));
+    .pipeThrough(utf16ToUtf8("utf-16le", (fault) => faults.push(fault.reason)));
   const text = await new Response(stream).text();
   assert.ok(good.startsWith(text));
   assert.ok(text.length > good.length - 1024, `${text.length} of ${good.length} kept`);
