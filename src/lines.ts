@@ -6,7 +6,7 @@
  * @module
  */
 import { isTurnList } from "./records.ts";
-import type { Line } from "./types.ts";
+import type { InputFault, Line } from "./types.ts";
 
 /** Limits shared by {@linkcode lineStream}, {@linkcode jsonArrayStream} and {@linkcode recordTextStream}. */
 export interface LineOptions {
@@ -34,6 +34,15 @@ export interface RecordTextOptions extends LineOptions {
    * @default {"jsonl"}
    */
   format?: "jsonl" | "auto";
+  /**
+   * Asked once the bytes end: why they could not be read to their end, if so (a decompressor's
+   * fault, see `decompress.ts`). That fault is then the last Line, `final`: when it is `cut`, on
+   * the record it cut, if any, whose preview is what was read of it (so a record cut in two is
+   * not a second reject); else on the line after the last one.
+   *
+   * @default {the bytes are taken as whole}
+   */
+  fault?: () => InputFault | null;
 }
 
 /**
@@ -151,12 +160,13 @@ export function jsonArrayStream(options: LineOptions = {}): TransformStream<Uint
 export function recordTextStream(
   options: RecordTextOptions = {},
 ): TransformStream<Uint8Array, Line> {
-  const { format = "jsonl", ...limits } = options;
-  if (format === "jsonl") return lineStream(limits);
-  if (format !== "auto") {
+  const { format = "jsonl", fault, ...limits } = options;
+  if (format !== "jsonl" && format !== "auto") {
     throw new TypeError(`Cannot read format "${format}": expected "jsonl" or "auto"`);
   }
-  return byteTransform(new BomStripper(new FormatSniffer(resolveLimits(limits))));
+  const resolved = resolveLimits(limits);
+  const splitter = format === "jsonl" ? new LineSplitter(resolved) : new FormatSniffer(resolved);
+  return byteTransform(new BomStripper(splitter), fault);
 }
 
 /**
@@ -245,18 +255,27 @@ const NO_OUTPUT: LineOut = { enqueue() {} };
 /** A stage fed bytes chunk by chunk; the building block of every stream here. */
 interface ByteSink {
   push(chunk: Uint8Array, out: LineOut): void;
-  finish(out: LineOut): void;
+  /** The bytes ended; with a fault, they broke off there (see `RecordTextOptions.fault`). */
+  finish(out: LineOut, fault?: InputFault | null): void;
 }
 
-function byteTransform(sink: ByteSink): TransformStream<Uint8Array, Line> {
+function byteTransform(
+  sink: ByteSink,
+  fault?: () => InputFault | null,
+): TransformStream<Uint8Array, Line> {
   return new TransformStream({
     transform(chunk, controller) {
       sink.push(chunk, controller);
     },
     flush(controller) {
-      sink.finish(controller);
+      sink.finish(controller, fault?.());
     },
   });
+}
+
+/** The Line a fault ends the input with. */
+function faultLine(line: number, fault: InputFault, preview = ""): Line {
+  return { line, error: fault.reason, preview, final: true };
 }
 
 /** Strict decoding for record text, lossy decoding for previews of rejected records. */
@@ -417,10 +436,10 @@ class BomStripper implements ByteSink {
     this.#next.push(isBomStart(head) ? head.subarray(BOM.length) : head, out);
   }
 
-  finish(out: LineOut): void {
+  finish(out: LineOut, fault?: InputFault | null): void {
     if (this.#head !== null && this.#head.length > 0) this.#next.push(this.#head, out);
     this.#head = null;
-    this.#next.finish(out);
+    this.#next.finish(out, fault);
   }
 }
 
@@ -475,8 +494,15 @@ class LineSplitter implements ByteSink {
     this.#span.append(chunk.subarray(start));
   }
 
-  finish(out: LineOut): void {
-    if (this.#span.size > 0) this.#emitSpan(out);
+  finish(out: LineOut, fault?: InputFault | null): void {
+    const span = this.#span;
+    if (fault?.cut && span.size > 0) {
+      out.enqueue(faultLine(this.#line, fault, this.#utf8.preview(span.head())));
+      span.reset();
+      return;
+    }
+    if (span.size > 0) this.#emitSpan(out);
+    if (fault) out.enqueue(faultLine(this.#line, fault));
   }
 
   #emit(bytes: Uint8Array, out: LineOut): void {
@@ -521,6 +547,8 @@ class ArraySplitter implements ByteSink {
   #escaped = false;
   /** Whitespace at the end of the spanning element so far: not part of its text. */
   #trailing = 0;
+  /** The last byte pushed was a newline (or none came): the next line is `#line`. */
+  #endsLine = true;
   readonly #limits: Limits;
   readonly #utf8: Utf8;
   // Holds up to twice the limit so that trailing whitespace cannot push a fitting element over;
@@ -541,6 +569,7 @@ class ArraySplitter implements ByteSink {
   }
 
   push(chunk: Uint8Array, out: LineOut): void {
+    if (chunk.length > 0) this.#endsLine = chunk[chunk.length - 1] === LF;
     let position = 0;
     while (position < chunk.length && this.#state !== "done") {
       position = this.#state === "element"
@@ -549,7 +578,8 @@ class ArraySplitter implements ByteSink {
     }
   }
 
-  finish(out: LineOut): void {
+  finish(out: LineOut, fault?: InputFault | null): void {
+    if (fault?.cut) return this.#breakOff(out, fault);
     if (this.#skipped !== null) this.#endSkip(out);
     if (this.#state === "element") {
       const preview = this.#utf8.preview(this.#span.head());
@@ -558,6 +588,27 @@ class ArraySplitter implements ByteSink {
       this.#span.reset();
     } else if (this.#state === "between" && this.#enclosed) {
       out.enqueue({ line: this.#arrayLine, error: "JSON array is not closed", preview: "" });
+    }
+    this.#state = "done";
+    if (fault) out.enqueue(faultLine(this.#endsLine ? this.#line : this.#line + 1, fault));
+  }
+
+  /**
+   * The bytes broke off: the element or stray line they cut, if any, is the fault's Line, and an
+   * array left open by the break is not reported as such.
+   */
+  #breakOff(out: LineOut, fault: InputFault): void {
+    const skipped = this.#skipped;
+    if (skipped !== null) {
+      this.#skipped = null;
+      out.enqueue(
+        faultLine(skipped.line, fault, this.#utf8.preview(concat(skipped.head, Infinity))),
+      );
+    } else if (this.#state === "element") {
+      out.enqueue(faultLine(this.#elementLine, fault, this.#utf8.preview(this.#span.head())));
+      this.#span.reset();
+    } else {
+      out.enqueue(faultLine(this.#line, fault));
     }
     this.#state = "done";
   }
@@ -782,8 +833,8 @@ class FormatSniffer implements ByteSink {
     if (layout !== null) this.#choose(layout, out);
   }
 
-  finish(out: LineOut): void {
-    (this.#next ?? this.#choose(this.#sniffer.finish(), out)).finish(out);
+  finish(out: LineOut, fault?: InputFault | null): void {
+    (this.#next ?? this.#choose(this.#sniffer.finish(), out)).finish(out, fault);
   }
 
   #choose(layout: Layout, out: LineOut): ByteSink {

@@ -84,8 +84,8 @@ export interface PipelineOptions {
 /**
  * Rephrases a byte stream of records into outcomes, one per non-blank line, in input order.
  * Bad records and turns without a valid thought become `reject` outcomes, and so does compressed or
- * UTF-16 data that breaks off (one `final` reject, on the line after the last one read); only
- * {@linkcode UpstreamFatalError} and aborts error the stream.
+ * UTF-16 data that breaks off (one `final` reject, on the line after the last one read, or on the
+ * record the break cut in two); only {@linkcode UpstreamFatalError} and aborts error the stream.
  *
  * @param options Framing, the thought writer and limits.
  * @returns A transform from raw bytes to outcomes.
@@ -94,21 +94,20 @@ export function rephraseStream(options: PipelineOptions): {
   readable: ReadableStream<Outcome>;
   writable: WritableStream<Uint8Array>;
 } {
-  const texts = recordTextStream({ maxLineBytes: options.maxLineBytes, format: options.format });
   let fault: InputFault | null = null;
   // Plain input the caller already knows as such skips the decompressor's stream hops.
   const bytes = options.coding === "identity" ? null : decompressStream({
     coding: options.coding,
     onFault: (reported) => void (fault ??= reported),
   });
+  // The decompressor reports a fault before it ends its output, so the texts' end knows of it.
+  const texts = recordTextStream({
+    maxLineBytes: options.maxLineBytes,
+    format: options.format,
+    fault: () => fault,
+  });
   let selected: ReadableStream<Line> = (bytes ? bytes.readable.pipeThrough(texts) : texts.readable)
-    .pipeThrough(
-      skipBlank({
-        onBlank: options.onBlank,
-        stop: options.stop,
-        fault: () => fault?.reason ?? null,
-      }),
-    );
+    .pipeThrough(skipBlank({ onBlank: options.onBlank, stop: options.stop }));
   if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
   if (options.sample) {
     selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
@@ -124,26 +123,17 @@ export function rephraseStream(options: PipelineOptions): {
   return { readable, writable: bytes?.writable ?? texts.writable };
 }
 
-/**
- * Drops blank lines (counting them), and after the last line adds the decompression fault, if
- * any, as the next line's error. One stage for both: every stage is a hop per record.
- */
+/** Drops blank lines, counting them. */
 function skipBlank(
-  hooks: { onBlank?: (line: number) => void; stop?: AbortSignal; fault: () => string | null },
+  hooks: { onBlank?: (line: number) => void; stop?: AbortSignal },
 ): TransformStream<Line, Line> {
-  const { onBlank, stop, fault } = hooks;
-  let last = 0;
+  const { onBlank, stop } = hooks;
   return new TransformStream({
     transform(line, controller) {
-      last = line.line;
       // Input already split into lines may sit in buffers: stop here, not only at the source.
       if (stop?.aborted) controller.terminate();
       else if ("text" in line && line.text.trim() === "") onBlank?.(line.line);
       else controller.enqueue(line);
-    },
-    flush(controller) {
-      const error = fault();
-      if (error !== null) controller.enqueue({ line: last + 1, error, preview: "", final: true });
     },
   });
 }

@@ -638,3 +638,61 @@ Deno.test("recordTextStream() rejects an unknown format", () => {
   const options = { format: "csv" } as unknown as RecordTextOptions;
   assert.throws(() => recordTextStream(options), TypeError);
 });
+
+Deno.test("recordTextStream() makes a fault that cut the bytes the last Line, on the record it cut", async () => {
+  const fault = { reason: "the gzip data breaks off after 99 bytes", cut: true };
+  const options: RecordTextOptions = { fault: () => fault };
+  // A record cut in two is the fault's Line, its preview what was read of it: one reject.
+  await assertEverySplit(bytesOf('{"a":1}\r\n\n{"b":"é'), () => recordTextStream(options), [
+    { line: 1, text: '{"a":1}' },
+    { line: 2, text: "" },
+    { line: 3, error: fault.reason, preview: '{"b":"é', final: true },
+  ]);
+  // Cut at the end of a line: on the next line.
+  await assertEverySplit(bytesOf('{"a":1}\n'), () => recordTextStream(options), [
+    { line: 1, text: '{"a":1}' },
+    { line: 2, error: fault.reason, preview: "", final: true },
+  ]);
+  assert.deepEqual(await read([], recordTextStream(options)), [
+    { line: 1, error: fault.reason, preview: "", final: true },
+  ]);
+  // An element cut in two, or the array the break left open, is no "not closed" reject.
+  const auto: RecordTextOptions = { format: "auto", previewBytes: 8, fault: () => fault };
+  await assertEverySplit(bytesOf('[\n  {"a": 1},\n  {"b": [2,\n'), () => recordTextStream(auto), [
+    { line: 2, text: '{"a": 1}' },
+    { line: 3, error: fault.reason, preview: '{"b": [2', final: true },
+  ]);
+  await assertEverySplit(bytesOf('[\n  {"a": 1},\n'), () => recordTextStream(auto), [
+    { line: 2, text: '{"a": 1}' },
+    { line: 3, error: fault.reason, preview: "", final: true },
+  ]);
+});
+
+Deno.test("recordTextStream() reads whole bytes to their end before a fault after them", async () => {
+  // Junk after whole gzip data: the text is whole, a last line without newline included.
+  const fault = {
+    reason: "the gzip data ends after 99 bytes; the 4 bytes after it ...",
+    cut: false,
+  };
+  await assertEverySplit(
+    bytesOf('{"a":1}\n{"b":2}'),
+    () => recordTextStream({ fault: () => fault }),
+    [
+      { line: 1, text: '{"a":1}' },
+      { line: 2, text: '{"b":2}' },
+      { line: 3, error: fault.reason, preview: "", final: true },
+    ],
+  );
+  const auto: RecordTextOptions = { format: "auto", fault: () => fault };
+  await assertEverySplit(bytesOf('[{"a": 1},\n{"b": 2}]'), () => recordTextStream(auto), [
+    { line: 1, text: '{"a": 1}' },
+    { line: 2, text: '{"b": 2}' },
+    { line: 3, error: fault.reason, preview: "", final: true },
+  ]);
+  // An array that the data itself leaves open is still reported so.
+  await assertEverySplit(bytesOf('[{"a": 1},\n{"b": 2}\n'), () => recordTextStream(auto), [
+    { line: 1, text: '{"a": 1}' },
+    { line: 2, error: "JSON array is not closed", preview: '{"b": 2}\n' },
+    { line: 3, error: fault.reason, preview: "", final: true },
+  ]);
+});

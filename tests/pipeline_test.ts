@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { gzipSync } from "node:zlib";
+import { constants, gunzipSync, gzipSync } from "node:zlib";
 import type { ThoughtWriter } from "../src/generate.ts";
 import { rephraseStream } from "../src/pipeline.ts";
 import { loadTokenizer } from "../src/tokenizer.ts";
@@ -198,4 +198,27 @@ Deno.test("rephraseStream() writes every record of the whole gzip members before
       "2): nothing after it could be read",
     ]],
   });
+});
+
+Deno.test("rephraseStream() rejects a record gzip data cut in two once, with the break", async () => {
+  const text = chatLines(3000);
+  const gzip = gzipSync(text);
+  const cut = gzip.subarray(0, gzip.length >> 1);
+  const decodable = gunzipSync(cut, { finishFlush: constants.Z_SYNC_FLUSH }).toString();
+  const whole = decodable.split("\n").length - 1;
+  assert.ok(!decodable.endsWith("\n"), "the cut falls inside a record");
+  const outcomes = await rephraseBytes(cut);
+  assert.deepEqual(tally(outcomes), {
+    written: whole,
+    rejects: [[
+      whole + 1,
+      `the gzip data breaks off after ${cut.length} bytes (unexpected end of file): nothing ` +
+      "after it could be read",
+    ]],
+  });
+  const last = outcomes.at(-1)!;
+  assert.equal(
+    last.kind === "reject" && last.raw,
+    decodable.slice(decodable.lastIndexOf("\n") + 1),
+  );
 });
