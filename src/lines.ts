@@ -103,9 +103,11 @@ export function lineStream(options: LineOptions = {}): TransformStream<Uint8Arra
  *
  * Error Lines: content not starting with `[` ("not a JSON array"), an element over
  * `maxLineBytes` (counted, never held), invalid UTF-8 in an element, an array not closed at the
- * end of input (at the start line of the cut element), and a line of other content after the
- * closing `]`: that line is skipped, and another array, or objects one after another, after it
- * are read too.
+ * end of input (at the start line of the cut element, saying which lines could not be read), and
+ * a line of other content after the closing `]`: that line is skipped, and another array, or
+ * objects one after another, after it are read too. An element broken by a raw newline in a
+ * string, or left open by a missing `}` or `]`, is one error Line saying which lines it spans, and
+ * the elements after it are read: how the next one is found is told at `ArraySplitter`.
  *
  * @param options Size limits; `maxLineBytes` applies to each element.
  * @returns A transform from raw bytes to {@linkcode Line}s, one per element.
@@ -531,28 +533,70 @@ class LineSplitter implements ByteSink {
   }
 }
 
-type ArrayState = "before" | "between" | "element" | "after" | "done";
+type ArrayState = "before" | "between" | "element" | "broken" | "after" | "done";
+
+/**
+ * Open brackets whose kinds are kept per element to catch a `}` closing a `[` (or the reverse);
+ * deeper nesting is only counted. Records nest a few levels.
+ */
+const TRACKED_DEPTH = 1024;
 
 /**
  * Splits a JSON array into its elements or, when not `enclosed`, a run of pretty-printed JSON
  * objects (or arrays) written one after another into each value.
+ *
+ * A broken element costs that element, not the rest of the input. Resynchronising rests on how
+ * `json.dump(indent=…)`, `jq` and `JSON.stringify(…, null, n)` lay an array out: each element
+ * starts on a line of its own, at one indentation, and inside it only its closing line comes back
+ * to that indentation. So:
+ * - A raw newline inside a string is never valid JSON: the element breaks there, and its lines are
+ *   passed over up to the line at its indentation that closes it (a `}` for an object), or that
+ *   starts the next element, or that closes the array. An element that did not start its line
+ *   resynchronises on the next line starting with its first byte.
+ * - A line at the element's indentation that starts another element while it is still open may
+ *   mean a missing `}` or `]`, but valid JSON laid out otherwise has such lines too. So it is only
+ *   a checkpoint: the element is read on, and split there only once it cannot be valid (a bracket
+ *   closes the other kind, a raw newline in a string, the input ends inside it) or cannot be a
+ *   record anyway (over twice `maxLineBytes`, up to which it is held for this; or over
+ *   `maxLineBytes` when the line comes). Then the element is rejected up to that line, and what
+ *   follows is read again from there. Valid input is never split.
+ *
+ * Either way the reject says which lines could not be read.
  */
 class ArraySplitter implements ByteSink {
   #state: ArrayState;
   #line = 1;
+  /** Spaces and tabs that start the current line so far, while nothing else has come on it. */
+  #indent = 0;
+  #lineBlank = true;
   #arrayLine = 1;
   #elementLine = 1;
+  /** The element's indentation, or -1 when it did not start its line. */
+  #elementIndent = -1;
+  /** The element's first byte. */
+  #opener = 0;
   #depth = 0;
+  /** The kind of each open bracket, up to {@linkcode TRACKED_DEPTH}. */
+  readonly #openers = new Uint8Array(TRACKED_DEPTH);
+  /** A bracket closed the other kind: the element is not valid JSON. */
+  #mismatched = false;
+  /** The first line that started another element while this one was open (see the class doc). */
+  #checkpoint: { line: number; offset: number } | null = null;
   #inString = false;
   #escaped = false;
   /** Whitespace at the end of the spanning element so far: not part of its text. */
   #trailing = 0;
   /** The last byte pushed was a newline (or none came): the next line is `#line`. */
   #endsLine = true;
+  /** The element a raw newline broke, whose lines are being passed over. */
+  #broken: { line: number; at: number; preview: string } | null = null;
+  /** Bytes to read again before going on, after a split at a checkpoint. */
+  #replay: Uint8Array | null = null;
   readonly #limits: Limits;
   readonly #utf8: Utf8;
-  // Holds up to twice the limit so that trailing whitespace cannot push a fitting element over;
-  // #scanElement stops holding as soon as the element itself is over the limit.
+  // Holds up to twice the limit so that trailing whitespace cannot push a fitting element over,
+  // and an element with a checkpoint can be read again from it; #scanElement stops holding an
+  // element without one as soon as it is over the limit.
   readonly #span: SpanBuffer;
 
   /** Inside `[...]`; after its `]`, objects that follow are read one after another. */
@@ -570,27 +614,56 @@ class ArraySplitter implements ByteSink {
 
   push(chunk: Uint8Array, out: LineOut): void {
     if (chunk.length > 0) this.#endsLine = chunk[chunk.length - 1] === LF;
-    let position = 0;
-    while (position < chunk.length && this.#state !== "done") {
-      position = this.#state === "element"
-        ? this.#scanElement(chunk, position, out)
-        : this.#scanOutside(chunk, position, out);
-    }
+    this.#scan(chunk, out);
   }
 
   finish(out: LineOut, fault?: InputFault | null): void {
     if (fault?.cut) return this.#breakOff(out, fault);
+    // The input ends inside an element: it is not valid, so it splits at its checkpoint.
+    while (this.#state === "element" && this.#checkpoint !== null) {
+      this.#split(this.#span.bytes(), out);
+      this.#scan(new Uint8Array(0), out);
+    }
     if (this.#skipped !== null) this.#endSkip(out);
+    const last = this.#endsLine ? this.#line - 1 : this.#line;
     if (this.#state === "element") {
       const preview = this.#utf8.preview(this.#span.head());
-      const error = this.#enclosed ? "JSON array is not closed" : "JSON value is not closed";
+      const what = this.#enclosed ? "JSON array" : "JSON value";
+      const error = `${what} is not closed: ${
+        linesFrom(this.#elementLine, last)
+      } could not be read`;
       out.enqueue({ line: this.#elementLine, error, preview });
       this.#span.reset();
+    } else if (this.#state === "broken") {
+      this.#endBroken(last, out);
     } else if (this.#state === "between" && this.#enclosed) {
       out.enqueue({ line: this.#arrayLine, error: "JSON array is not closed", preview: "" });
     }
     this.#state = "done";
-    if (fault) out.enqueue(faultLine(this.#endsLine ? this.#line : this.#line + 1, fault));
+    if (fault) out.enqueue(faultLine(last + 1, fault));
+  }
+
+  /** Reads `chunk`, and whatever a split gives to read again first. */
+  #scan(chunk: Uint8Array, out: LineOut): void {
+    const work = [{ bytes: chunk, at: 0 }];
+    if (this.#replay !== null) work.push({ bytes: this.#replay, at: 0 });
+    this.#replay = null;
+    while (work.length > 0 && this.#state !== "done") {
+      const item = work[work.length - 1];
+      if (item.at >= item.bytes.length) {
+        work.pop();
+        continue;
+      }
+      item.at = this.#state === "element"
+        ? this.#scanElement(item.bytes, item.at, out)
+        : this.#state === "broken"
+        ? this.#scanBroken(item.bytes, item.at, out)
+        : this.#scanOutside(item.bytes, item.at, out);
+      if (this.#replay !== null) {
+        work.push({ bytes: this.#replay, at: 0 });
+        this.#replay = null;
+      }
+    }
   }
 
   /**
@@ -607,6 +680,8 @@ class ArraySplitter implements ByteSink {
     } else if (this.#state === "element") {
       out.enqueue(faultLine(this.#elementLine, fault, this.#utf8.preview(this.#span.head())));
       this.#span.reset();
+    } else if (this.#state === "broken") {
+      out.enqueue(faultLine(this.#broken!.line, fault, this.#broken!.preview));
     } else {
       out.enqueue(faultLine(this.#line, fault));
     }
@@ -623,9 +698,17 @@ class ArraySplitter implements ByteSink {
       const byte = chunk[i];
       if (byte === LF) {
         this.#line++;
+        this.#indent = 0;
+        this.#lineBlank = true;
         continue;
       }
-      if (isJsonWhitespace(byte)) continue;
+      if (byte === SPACE || byte === TAB) {
+        if (this.#lineBlank) this.#indent++;
+        continue;
+      }
+      if (byte === CR) continue;
+      const indent = this.#lineBlank ? this.#indent : -1;
+      this.#lineBlank = false;
       switch (this.#state) {
         case "before":
           if (byte === OPEN_BRACKET) {
@@ -645,7 +728,7 @@ class ArraySplitter implements ByteSink {
           if (!this.#enclosed && byte !== OPEN_BRACE && byte !== OPEN_BRACKET) {
             return this.#skipLine("unexpected content between JSON values", chunk, i, out);
           }
-          return this.#startElement(i);
+          return this.#startElement(chunk, i, indent);
         default:
           // After the array, another array's elements, or objects one after another (JSONL
           // lines are such objects), are read too: a file of several dumps loses nothing.
@@ -656,7 +739,7 @@ class ArraySplitter implements ByteSink {
           }
           if (byte === OPEN_BRACE) {
             this.#enclosed = false;
-            return this.#startElement(i);
+            return this.#startElement(chunk, i, indent);
           }
           return this.#skipLine("unexpected content after the JSON array", chunk, i, out);
       }
@@ -664,10 +747,14 @@ class ArraySplitter implements ByteSink {
     return chunk.length;
   }
 
-  #startElement(at: number): number {
+  #startElement(chunk: Uint8Array, at: number, indent: number): number {
     this.#state = "element";
     this.#elementLine = this.#line;
+    this.#elementIndent = indent;
+    this.#opener = chunk[at];
     this.#depth = 0;
+    this.#mismatched = false;
+    this.#checkpoint = null;
     this.#inString = false;
     this.#escaped = false;
     return at;
@@ -715,42 +802,87 @@ class ArraySplitter implements ByteSink {
     // of a chat record, are skipped with indexOf; the structure between them goes byte by byte.
     const length = chunk.length;
     const enclosed = this.#enclosed;
+    const opener = this.#opener;
+    const elementIndent = this.#elementIndent;
+    const openers = this.#openers;
     let depth = this.#depth;
     let inString = this.#inString;
     let escaped = this.#escaped;
     let line = this.#line;
-    let nextNewline = chunk.indexOf(LF, from);
+    let indent = this.#indent;
+    let lineBlank = this.#lineBlank;
+    let nextNewline = -2;
     let end = -1;
+    // Where the element stopped before its end: a raw newline in a string, a bracket of the other
+    // kind with a checkpoint to split at, or a line that starts another element.
+    let stop: "newline" | "mismatch" | "next" | null = null;
+    let at = -1;
     for (let i = from; i < length; i++) {
       const byte = chunk[i];
       if (inString) {
         if (escaped) {
           escaped = false;
-          if (byte === LF) line++;
+          if (byte === LF) {
+            stop = "newline";
+            at = i;
+            break;
+          }
           continue;
         }
         const quote = chunk.indexOf(QUOTE, i);
-        const stop = quote === -1 ? length : quote;
-        // Raw newlines are invalid in JSON strings, but counting them keeps later lines right.
+        const close = quote === -1 ? length : quote;
         if (nextNewline !== -1 && nextNewline < i) nextNewline = chunk.indexOf(LF, i);
-        while (nextNewline !== -1 && nextNewline < stop) {
-          line++;
-          nextNewline = chunk.indexOf(LF, nextNewline + 1);
+        if (nextNewline !== -1 && nextNewline < close) {
+          stop = "newline";
+          at = nextNewline;
+          break;
         }
         let backslashes = 0;
-        while (stop - backslashes > i && chunk[stop - backslashes - 1] === BACKSLASH) backslashes++;
+        while (close - backslashes > i && chunk[close - backslashes - 1] === BACKSLASH) {
+          backslashes++;
+        }
         if (quote === -1) {
           escaped = backslashes % 2 === 1;
           break;
         }
         inString = backslashes % 2 === 1;
         i = quote;
-      } else if (byte === QUOTE) {
+        continue;
+      }
+      if (lineBlank) {
+        if (byte === SPACE || byte === TAB) {
+          indent++;
+          continue;
+        }
+        lineBlank = false;
+        if (byte === opener && indent === elementIndent && depth > 0) {
+          const size = this.#span.size + (i - from);
+          // Past the limit, or not valid already: no record is lost by splitting here.
+          if (this.#mismatched || size > this.#limits.maxBytes) {
+            stop = "next";
+            at = i;
+            break;
+          }
+          this.#checkpoint ??= { line, offset: size };
+        }
+      }
+      if (byte === QUOTE) {
         inString = true;
       } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+        if (depth < TRACKED_DEPTH) openers[depth] = byte;
         depth++;
       } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
         if (depth > 0) {
+          if (
+            depth <= TRACKED_DEPTH && (openers[depth - 1] === OPEN_BRACE) !== (byte === CLOSE_BRACE)
+          ) {
+            if (this.#checkpoint !== null) {
+              stop = "mismatch";
+              at = i;
+              break;
+            }
+            this.#mismatched = true;
+          }
           depth--;
           // A value outside an array ends with its own closing bracket, kept in its text.
           if (depth === 0 && !enclosed) {
@@ -768,22 +900,58 @@ class ArraySplitter implements ByteSink {
         }
       } else if (byte === LF) {
         line++;
+        indent = 0;
+        lineBlank = true;
       }
     }
     this.#depth = depth;
     this.#inString = inString;
     this.#escaped = escaped;
     this.#line = line;
+    this.#indent = indent;
+    this.#lineBlank = lineBlank;
+
+    const span = this.#span;
+    if (stop !== null) {
+      const segment = chunk.subarray(from, at);
+      if (stop === "next") {
+        span.append(segment);
+        this.#rejectUnclosed(line, this.#utf8.preview(span.head()), out);
+        this.#lineBlank = true;
+        return at;
+      }
+      if (this.#checkpoint !== null) {
+        this.#split(concat([span.bytes(), segment], Infinity), out);
+        return at;
+      }
+      // A raw newline, the element's first break: its lines are passed over.
+      span.append(segment);
+      this.#broken = {
+        line: this.#elementLine,
+        at: line,
+        preview: this.#utf8.preview(span.head()),
+      };
+      span.reset();
+      this.#trailing = 0;
+      this.#state = "broken";
+      return at;
+    }
 
     const segment = chunk.subarray(from, end === -1 ? chunk.length : end);
-    const span = this.#span;
+    if (this.#checkpoint !== null && span.size + segment.length > 2 * this.#limits.maxBytes) {
+      // Too long to be a record and held no further: split at the checkpoint instead.
+      this.#split(concat([span.bytes(), segment], Infinity), out);
+      return from + segment.length;
+    }
     if (end !== -1 && span.size === 0) {
       this.#emitElement(segment.subarray(0, segment.length - trailingWhitespace(segment)), out);
     } else {
       span.append(segment);
       const trailing = trailingWhitespace(segment);
       this.#trailing = trailing === segment.length ? this.#trailing + trailing : trailing;
-      if (span.size - this.#trailing > this.#limits.maxBytes) span.stopHolding();
+      if (this.#checkpoint === null && span.size - this.#trailing > this.#limits.maxBytes) {
+        span.stopHolding();
+      }
       if (end === -1) return chunk.length;
       const size = span.size - this.#trailing;
       if (span.holding) this.#emitElement(span.bytes().subarray(0, size), out);
@@ -799,6 +967,83 @@ class ArraySplitter implements ByteSink {
     return end + 1;
   }
 
+  /**
+   * Rejects the element up to its checkpoint, and has what follows it read again from there, as
+   * the start of the next element.
+   */
+  #split(bytes: Uint8Array, out: LineOut): void {
+    const checkpoint = this.#checkpoint!;
+    this.#rejectUnclosed(
+      checkpoint.line,
+      this.#utf8.preview(bytes.subarray(0, checkpoint.offset)),
+      out,
+    );
+    this.#line = checkpoint.line;
+    this.#indent = this.#elementIndent;
+    this.#lineBlank = true;
+    this.#replay = bytes.subarray(checkpoint.offset);
+  }
+
+  /** Rejects the element, still open where line `next` starts another. */
+  #rejectUnclosed(next: number, preview: string, out: LineOut): void {
+    const error = `element is still open where line ${next} starts another at its indentation ` +
+      `(a } or ] is missing): ${linesFrom(this.#elementLine, next - 1)} could not be read`;
+    out.enqueue({ line: this.#elementLine, error, preview });
+    this.#span.reset();
+    this.#trailing = 0;
+    this.#checkpoint = null;
+    this.#state = "between";
+  }
+
+  /** Passes over the lines of a broken element up to the line that resynchronises. */
+  #scanBroken(chunk: Uint8Array, from: number, out: LineOut): number {
+    const length = chunk.length;
+    let i = from;
+    while (i < length) {
+      if (this.#lineBlank) {
+        while (i < length && (chunk[i] === SPACE || chunk[i] === TAB)) {
+          this.#indent++;
+          i++;
+        }
+        if (i === length) return length;
+        const byte = chunk[i];
+        const indent = this.#indent;
+        const elementIndent = this.#elementIndent;
+        const atIndent = elementIndent === -1 || indent === elementIndent;
+        if (
+          (atIndent && byte === this.#opener) ||
+          (this.#enclosed && byte === CLOSE_BRACKET &&
+            (elementIndent === -1 || indent < elementIndent))
+        ) {
+          // The next element, or the array's end, starts this line.
+          this.#endBroken(this.#line - 1, out);
+          return i;
+        }
+        this.#lineBlank = false;
+        if (elementIndent !== -1 && indent === elementIndent && byte === closerOf(this.#opener)) {
+          this.#endBroken(this.#line, out);
+          return i + 1;
+        }
+      }
+      const newline = chunk.indexOf(LF, i);
+      if (newline === -1) return length;
+      this.#line++;
+      this.#indent = 0;
+      this.#lineBlank = true;
+      i = newline + 1;
+    }
+    return length;
+  }
+
+  #endBroken(last: number, out: LineOut): void {
+    const { line, at, preview } = this.#broken!;
+    this.#broken = null;
+    const error = `element breaks off at line ${at}: a string runs past the end of its line; ` +
+      `${linesFrom(line, last)} could not be read`;
+    out.enqueue({ line, error, preview });
+    this.#state = "between";
+  }
+
   #emitElement(bytes: Uint8Array, out: LineOut): void {
     if (bytes.length > this.#limits.maxBytes) {
       this.#emitTooLong(bytes.length, this.#utf8.preview(bytes), out);
@@ -811,6 +1056,16 @@ class ArraySplitter implements ByteSink {
     const error = `element is ${size} bytes, over the limit of ${this.#limits.maxBytes}`;
     out.enqueue({ line: this.#elementLine, error, preview });
   }
+}
+
+/** `line 3` or `lines 3 to 9`. */
+function linesFrom(first: number, last: number): string {
+  return last <= first ? `line ${first}` : `lines ${first} to ${last}`;
+}
+
+/** The bracket that closes `opener`, or -1 for a value that is no object or array. */
+function closerOf(opener: number): number {
+  return opener === OPEN_BRACE ? CLOSE_BRACE : opener === OPEN_BRACKET ? CLOSE_BRACKET : -1;
 }
 
 /**

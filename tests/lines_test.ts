@@ -244,12 +244,24 @@ Deno.test("jsonArrayStream() counts newlines inside elements for the next start 
   ]);
 });
 
-Deno.test("jsonArrayStream() counts raw and escaped newlines inside strings", async () => {
-  const text = '["a\nb", "c\\\nd",\n"e"]';
+Deno.test("jsonArrayStream() breaks an element at a raw newline in a string, escaped or not", async () => {
+  // Never valid JSON: the element breaks there, and the next line starting with its first byte
+  // starts the next one (an element that did not start its own line has no indentation to go by).
+  const text = '["a\nb", "c",\n"d\\\nx",\n"e"]';
   await assertEverySplit(bytesOf(text), () => jsonArrayStream(), [
-    { line: 1, text: '"a\nb"' },
-    { line: 2, text: '"c\\\nd"' },
-    { line: 4, text: '"e"' },
+    {
+      line: 1,
+      error: "element breaks off at line 1: a string runs past the end of its line; lines 1 to 2 " +
+        "could not be read",
+      preview: '"a',
+    },
+    {
+      line: 3,
+      error: "element breaks off at line 3: a string runs past the end of its line; lines 3 to 4 " +
+        "could not be read",
+      preview: '"d\\',
+    },
+    { line: 5, text: '"e"' },
   ]);
 });
 
@@ -314,14 +326,18 @@ Deno.test("jsonArrayStream() reports an array that is not closed", async () => {
   const cut = '[\n  {"a": 1},\n  {"b": "x]",\n   "c": [';
   await assertEverySplit(bytesOf(cut), () => jsonArrayStream({ previewBytes: 6 }), [
     { line: 2, text: '{"a": 1}' },
-    { line: 3, error: "JSON array is not closed", preview: '{"b": ' },
+    {
+      line: 3,
+      error: "JSON array is not closed: lines 3 to 4 could not be read",
+      preview: '{"b": ',
+    },
   ]);
   assert.deepEqual(await read([bytesOf('[{"a": 1},\n')], jsonArrayStream()), [
     { line: 1, text: '{"a": 1}' },
     { line: 1, error: "JSON array is not closed", preview: "" },
   ]);
   assert.deepEqual(await read([bytesOf('\n[{"a": 1}')], jsonArrayStream()), [
-    { line: 2, error: "JSON array is not closed", preview: '{"a": 1}' },
+    { line: 2, error: "JSON array is not closed: line 2 could not be read", preview: '{"a": 1}' },
   ]);
 });
 
@@ -437,7 +453,11 @@ Deno.test("recordTextStream() with auto reports pretty-printed objects it cannot
   const auto = () => recordTextStream({ format: "auto", previewBytes: 4 });
   assert.deepEqual(await read([bytesOf('{\n "a": 1\n}\n{\n "b": 2\n')], auto()), [
     { line: 1, text: '{\n "a": 1\n}' },
-    { line: 4, error: "JSON value is not closed", preview: '{\n "' },
+    {
+      line: 4,
+      error: "JSON value is not closed: lines 4 to 5 could not be read",
+      preview: '{\n "',
+    },
   ]);
   assert.deepEqual(await read([bytesOf('{\n "a": 1\n}\n42\n{"b": 2}\n')], auto()), [
     { line: 1, text: '{\n "a": 1\n}' },
@@ -692,7 +712,183 @@ Deno.test("recordTextStream() reads whole bytes to their end before a fault afte
   // An array that the data itself leaves open is still reported so.
   await assertEverySplit(bytesOf('[{"a": 1},\n{"b": 2}\n'), () => recordTextStream(auto), [
     { line: 1, text: '{"a": 1}' },
-    { line: 2, error: "JSON array is not closed", preview: '{"b": 2}\n' },
+    {
+      line: 2,
+      error: "JSON array is not closed: line 2 could not be read",
+      preview: '{"b": 2}\n',
+    },
     { line: 3, error: fault.reason, preview: "", final: true },
   ]);
+});
+
+/** A record per index, and how `json.dump(indent=…)`, `jq` and `JSON.stringify` lay out arrays. */
+const record = (i: number) => ({ id: i, turns: [{ text: `t${i}` }] });
+const PRETTY_INDENTS = [2, "\t", 4] as const;
+
+/**
+ * `count` records as a pretty-printed array, and each element as jsonArrayStream() yields it:
+ * 8 lines each, the k-th from line 2 + 8k.
+ */
+function prettyRecords(count: number, indent: number | string): { text: string; elements: Line[] } {
+  const records = Array.from({ length: count }, (_, i) => record(i));
+  const pad = typeof indent === "number" ? " ".repeat(indent) : indent;
+  const elements = records.map((value, k) => ({
+    line: 2 + 8 * k,
+    text: JSON.stringify(value, null, indent).replaceAll("\n", `\n${pad}`),
+  }));
+  return { text: JSON.stringify(records, null, indent) + "\n", elements };
+}
+
+Deno.test("jsonArrayStream() reads on after an element whose string runs past its line", async () => {
+  for (const indent of PRETTY_INDENTS) {
+    const { text, elements } = prettyRecords(4, indent);
+    // Element 1 spans lines 10 to 17; its string breaks at line 14, its closing line is 17.
+    const broken = text.replace('"t1"', '"t1');
+    await assertEverySplit(bytesOf(broken), () => jsonArrayStream({ previewBytes: 1 }), [
+      elements[0],
+      {
+        line: 10,
+        error: "element breaks off at line 14: a string runs past the end of its line; lines 10 " +
+          "to 17 could not be read",
+        preview: "{",
+      },
+      elements[2],
+      elements[3],
+    ]);
+  }
+});
+
+Deno.test("jsonArrayStream() reads on after an element with a } missing", async () => {
+  for (const indent of PRETTY_INDENTS) {
+    const { text, elements } = prettyRecords(4, indent);
+    const lines = text.split("\n");
+    // Element 1's own closing line (17) loses its "}", or its turn's closing line (15) goes.
+    const own = lines.with(16, lines[16].replace("}", "")).join("\n");
+    const turn = lines.toSpliced(14, 1).join("\n");
+    for (const [broken, shift] of [[own, 0], [turn, 1]] as const) {
+      const next = 18 - shift;
+      await assertEverySplit(bytesOf(broken), () => jsonArrayStream({ previewBytes: 1 }), [
+        elements[0],
+        {
+          line: 10,
+          error: `element is still open where line ${next} starts another at its indentation ` +
+            `(a } or ] is missing): lines 10 to ${next - 1} could not be read`,
+          preview: "{",
+        },
+        { ...elements[2], line: elements[2].line - shift },
+        { ...elements[3], line: elements[3].line - shift },
+      ]);
+    }
+  }
+});
+
+Deno.test("jsonArrayStream() says which lines an element left open at the end holds", async () => {
+  const { text, elements } = prettyRecords(3, 2);
+  // The last element's closing line goes: nothing starts after it, so nothing can be split off.
+  const lines = text.split("\n");
+  await assertEverySplit(
+    bytesOf(lines.toSpliced(lines.length - 3, 1).join("\n")),
+    () => jsonArrayStream({ previewBytes: 1 }),
+    [
+      elements[0],
+      elements[1],
+      {
+        line: 18,
+        error: "JSON array is not closed: lines 18 to 25 could not be read",
+        preview: "{",
+      },
+    ],
+  );
+});
+
+Deno.test("recordTextStream() with auto reads on after a broken pretty-printed object", async () => {
+  // As `jq . file` or json.dumps(record, indent=2) per record write them: each "{" at column 0.
+  const records = [0, 1, 2, 3].map((i) => JSON.stringify(record(i), null, 2));
+  const elements = records.map((text, k) => ({ line: 1 + 8 * k, text }));
+  const auto = () => recordTextStream({ format: "auto", previewBytes: 1 });
+  const text = records.join("\n") + "\n";
+  await assertEverySplit(bytesOf(text.replace('"t1"', '"t1')), auto, [
+    elements[0],
+    {
+      line: 9,
+      error: "element breaks off at line 13: a string runs past the end of its line; lines 9 to " +
+        "16 could not be read",
+      preview: "{",
+    },
+    elements[2],
+    elements[3],
+  ]);
+  const lines = text.split("\n");
+  await assertEverySplit(bytesOf(lines.toSpliced(15, 1).join("\n")), auto, [
+    elements[0],
+    {
+      line: 9,
+      error: "element is still open where line 16 starts another at its indentation (a } or ] " +
+        "is missing): lines 9 to 15 could not be read",
+      preview: "{",
+    },
+    { ...elements[2], line: 16 },
+    { ...elements[3], line: 24 },
+  ]);
+});
+
+Deno.test("jsonArrayStream() never splits valid elements laid out with lines at their indentation", async () => {
+  // Valid JSON whose lines come back to the element's indentation: such a line is only a
+  // checkpoint, dropped once the element closes as valid JSON.
+  const text = '[\n  {"a":\n  {"b": [\n  {"c": 1}]}},\n  [\n  [1],\n  {"d": 2}],\n  {"e": 3}\n]';
+  await assertEverySplit(bytesOf(text), () => jsonArrayStream(), [
+    { line: 2, text: '{"a":\n  {"b": [\n  {"c": 1}]}}' },
+    { line: 5, text: '[\n  [1],\n  {"d": 2}]' },
+    { line: 8, text: '{"e": 3}' },
+  ]);
+  // Every line at column 0, what json.dump(indent=0) writes: each nested "{" is a checkpoint.
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const randomValue = (depth: number): unknown => {
+    const kind = Math.floor(random() * (depth > 3 ? 2 : 4));
+    if (kind === 0) return `s${Math.floor(random() * 100)}`;
+    if (kind === 1) return Math.floor(random() * 100);
+    const items = Array.from({ length: Math.floor(random() * 4) }, () => randomValue(depth + 1));
+    return kind === 2 ? items : Object.fromEntries(items.map((item, i) => [`k${i}`, item]));
+  };
+  for (let round = 0; round < 100; round++) {
+    const values = Array.from({ length: 1 + Math.floor(random() * 5) }, () => ({
+      id: round,
+      nested: randomValue(0),
+    }));
+    const flat = JSON.stringify(values, null, 2).replaceAll(/\n */g, "\n");
+    const lines = await read([bytesOf(flat)], jsonArrayStream());
+    assert.deepEqual(lines.map((line) => "text" in line ? JSON.parse(line.text) : line), values);
+  }
+});
+
+Deno.test("jsonArrayStream() splits an element at its checkpoint once it is too long to be a record", async () => {
+  // Valid, but over twice the limit: it can be no record, so it is held no further.
+  const long = '[\n  {"a": [\n  {"b": "' + "x".repeat(60) + '"}\n  ]},\n  {"c": 1}\n]';
+  // Over the limit before the line that starts another: split there at once.
+  const late = '[\n  {"a": "' + "x".repeat(30) + '",\n  {"c": 1}\n]';
+  const open = {
+    line: 2,
+    error: "element is still open where line 3 starts another at its indentation (a } or ] is " +
+      "missing): line 2 could not be read",
+    preview: '{"',
+  };
+  const options = { maxLineBytes: 30, previewBytes: 2 };
+  await assertEverySplit(bytesOf(long), () => jsonArrayStream(options), [
+    open,
+    { line: 3, error: "element is 69 bytes, over the limit of 30", preview: '{"' },
+    { line: 4, error: "unexpected content after the JSON array", preview: "}," },
+    { line: 5, text: '{"c": 1}' },
+    { line: 6, error: "unexpected content between JSON values", preview: "]" },
+  ]);
+  for (const maxLineBytes of [30, 1000]) {
+    await assertEverySplit(
+      bytesOf(late),
+      () => jsonArrayStream({ maxLineBytes, previewBytes: 2 }),
+      [
+        open,
+        { line: 3, text: '{"c": 1}' },
+      ],
+    );
+  }
 });

@@ -222,3 +222,34 @@ Deno.test("rephraseStream() rejects a record gzip data cut in two once, with the
     decodable.slice(decodable.lastIndexOf("\n") + 1),
   );
 });
+
+Deno.test("rephraseStream() writes every element of a JSON array around a broken one", async () => {
+  // The tester's file: 200 records as json.dump(indent=2) writes them, element 5 broken.
+  const records = Array.from({ length: 200 }, (_, i) => ({
+    messages: [{ role: "user", content: `q${i}` }, { role: "assistant", content: `A${i}` }],
+  }));
+  const text = JSON.stringify(records, null, 2);
+  const lines = text.split("\n");
+  const start = lines.indexOf('        "content": "A5"') - 8; // element 5's "{" line, from 0
+  const unterminated = text.replace('"A5"', '"A5');
+  const unclosed = lines.with(start + 11, "  ,").join("\n"); // its "  }," loses the "}"
+  for (
+    const [broken, reason] of [
+      [
+        unterminated,
+        `element breaks off at line ${start + 9}: a string runs past the end of its line; lines ` +
+        `${start + 1} to ${start + 12} could not be read`,
+      ],
+      [
+        unclosed,
+        `element is still open where line ${
+          start + 13
+        } starts another at its indentation (a } or ] ` +
+        `is missing): lines ${start + 1} to ${start + 12} could not be read`,
+      ],
+    ]
+  ) {
+    const outcomes = await rephraseBytes(new TextEncoder().encode(broken), "auto");
+    assert.deepEqual(tally(outcomes), { written: 199, rejects: [[start + 1, reason]] });
+  }
+});

@@ -200,6 +200,37 @@ Deno.test("createApp() reads a JSON array body element by element, answering JSO
   assert.deepEqual(lines[1], { error: { line, message: "not a JSON object (found a number)" } });
 });
 
+Deno.test("createApp() answers every element of a JSON array body around a broken one", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  await using server = await startServer(serveOptions(fake));
+  const records = Array.from({ length: 20 }, (_, i) => sharegpt("b", i));
+  // Element 5's closing quote is lost: its string runs to the end of its line.
+  const answer = (records[5] as { conversations: Json[] }).conversations[1].value as string;
+  const body = JSON.stringify(records, null, 2).replace(`"${answer}"`, `"${answer}`);
+  const response = await server.request("/v1/rephrase", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  assert.equal(response.status, 200);
+  const lines = parseLines(await response.text());
+  assert.deepEqual(lines.map((line) => line.id ?? "error"), [
+    ...records.slice(0, 5).map((record) => record.id),
+    "error",
+    ...records.slice(6).map((record) => record.id),
+  ]);
+  // Rejected from its first line to its closing one, at its first line.
+  const bodyLines = body.split("\n");
+  const broken = bodyLines.findIndex((line) => line.endsWith(`"${answer}`));
+  const start = bodyLines.lastIndexOf("  {", broken) + 1;
+  const end = bodyLines.indexOf("  },", broken) + 1;
+  assert.deepEqual(lines[5].error, {
+    line: start,
+    message: `element breaks off at line ${broken + 1}: a string runs past the end of its line; ` +
+      `lines ${start} to ${end} could not be read`,
+  });
+});
+
 Deno.test("createApp() reads a body of bare turn lists line by line, answering bare arrays", async () => {
   await using fake = await startFakeOpenAI({ recordBodies: true });
   await using server = await startServer(serveOptions(fake));
