@@ -892,3 +892,41 @@ Deno.test("jsonArrayStream() splits an element at its checkpoint once it is too 
     );
   }
 });
+
+Deno.test("recordTextStream() with auto splits broken arrays the same whatever the chunks", async () => {
+  // Random damage to pretty-printed arrays: a byte or a line gone, a string's newline left raw.
+  let seed = 11;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const below = (n: number) => Math.floor(random() * n);
+  for (let round = 0; round < 300; round++) {
+    const records = Array.from({ length: 1 + below(4) }, (_, i) => ({
+      id: i,
+      turns: Array.from({ length: below(3) }, (_, t) => ({ text: `t${t} [{,}]` })),
+    }));
+    let text = JSON.stringify(records, null, [2, "\t", 0][below(3)]);
+    const damage = below(3);
+    if (damage === 0) {
+      const at = below(text.length);
+      text = text.slice(0, at) + text.slice(at + 1);
+    } else if (damage === 1) {
+      const lines = text.split("\n");
+      text = lines.toSpliced(below(lines.length), 1).join("\n");
+    } else {
+      text = text.replace(/\[\{,\}\]/, "[\n]");
+    }
+    const bytes = bytesOf(text);
+    const options = {
+      format: "auto",
+      maxLineBytes: [40, 1000][below(2)],
+      previewBytes: 5,
+    } as const;
+    const whole = await read([bytes], recordTextStream(options));
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < bytes.length;) {
+      const size = 1 + below(8);
+      chunks.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    assert.deepEqual(await read(chunks, recordTextStream(options)), whole, text);
+  }
+});
