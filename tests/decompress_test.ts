@@ -208,9 +208,9 @@ Deno.test("decompressStream() reports corrupt gzip data after what was decoded b
   corrupt.fill(0xff, at, at + 64);
   const { text: read, faults } = await decode(corrupt, { size: 65536 });
   assert.ok(text.startsWith(read));
-  // At most the current 64 KiB output chunk of the inflater is lost with the corrupt write.
+  // At most the inflater's 16 KiB output chunk being filled is lost with the corrupt write.
   const decodable = gunzipSync(gzip.subarray(0, at), { finishFlush: constants.Z_SYNC_FLUSH });
-  assert.ok(read.length > decodable.length - 64 * 1024, `${read.length} of ${decodable.length}`);
+  assert.ok(read.length >= decodable.length - 16 * 1024, `${read.length} of ${decodable.length}`);
   assert.equal(faults.length, 1);
   assert.match(faults[0].reason, /^the gzip data is corrupt between bytes \d+ and \d+ \(.+\): /);
   assert.equal(faults[0].cut, true);
