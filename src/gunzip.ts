@@ -40,7 +40,7 @@ const RESERVED_FLAGS = 0xe0;
 /**
  * Decompresses gzip data, one member after another (what pigz, bgzip and `cat a.gz b.gz` write),
  * as it streams. What cannot be read is handed to `onFault` once, and the output ends after the
- * text decoded before it, none of it dropped:
+ * text decoded before it (all of it, but for up to 16 KiB before a corrupt byte):
  * - data that breaks off (a cut download) or is corrupt: `cut`, the text may stop mid-record;
  * - bytes after the last member that do not start another one: not `cut`, the text is whole;
  *   only zero bytes, padding as tape and block devices leave, are ignored, as gzip ignores them.
