@@ -17,7 +17,10 @@ export type Line =
     readonly error: string;
     /** The start of the raw text, cut, for the rejects file. */
     readonly preview: string;
-    /** Nothing after this line could be read: compressed or UTF-16 data broke off here. */
+    /**
+     * Nothing after this line could be read: compressed or UTF-16 data broke off here (cutting
+     * this line's record, if any), or bytes that are not gzip data follow its end.
+     */
     readonly final?: true;
   };
 
