@@ -15,7 +15,7 @@
  */
 
 import { createBrotliDecompress, createInflate } from "node:zlib";
-import { gunzipStream } from "./gunzip.ts";
+import { gunzipStream, untilCodec } from "./gunzip.ts";
 import { concat } from "./lines.ts";
 import type { InputFault } from "./types.ts";
 import { utf16Bom, utf16ToUtf8 } from "./utf16.ts";
@@ -273,19 +273,6 @@ function decoderFor(
       codec.destroy();
     },
   }, { highWaterMark: 4 });
-  // The write and end callbacks do not come once the codec failed or was destroyed.
-  const untilCodec = (start: (done: () => void) => void) =>
-    new Promise<void>((resolve) => {
-      if (codec.destroyed) return resolve();
-      const settle = () => {
-        codec.off("error", settle);
-        codec.off("close", settle);
-        resolve();
-      };
-      codec.on("error", settle);
-      codec.on("close", settle);
-      start(settle);
-    });
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
       // In pieces: a failure drops the output of the piece it happens in, so a corrupt tail
@@ -295,12 +282,12 @@ function decoderFor(
         // destroyed codec, which never calls back, would hold the writer forever.
         if (aborted) throw aborted.reason;
         const piece = chunk.subarray(at, at + CODEC_PIECE_BYTES);
-        await untilCodec((done) => codec.write(piece, done));
+        await untilCodec(codec, (done) => codec.write(piece, done));
       }
     },
     close() {
       if (failed || aborted) return;
-      return untilCodec((done) => codec.end(done));
+      return untilCodec(codec, (done) => codec.end(done));
     },
     abort(reason) {
       aborted = { reason };

@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { Transform } from "node:stream";
 import { crc32, createInflateRaw, type InflateRaw } from "node:zlib";
 import type { InputFault } from "./types.ts";
 
@@ -70,6 +71,41 @@ export function gunzipStream(
 ): ReadableWritablePair<Uint8Array, Uint8Array> {
   const members = new GzipMembers(onFault);
   return { readable: members.readable, writable: members.writable };
+}
+
+/**
+ * Starts a node:zlib codec's `write` or `end` with `done` as its callback and resolves when it is
+ * called, or when the codec fails or closes: the callback does not come once it has.
+ *
+ * @param codec A node:zlib stream.
+ * @param start Calls the codec, passing `done` as the callback.
+ * @returns Resolves once the codec has called back, failed or closed.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createInflateRaw } from "node:zlib";
+ * import { untilCodec } from "./gunzip.ts";
+ *
+ * const codec = createInflateRaw();
+ * codec.on("error", () => {});
+ * await untilCodec(codec, (done) => codec.write(new Uint8Array([0xff, 0xff]), done));
+ * assert.equal(codec.destroyed, true); // failed: resolved all the same
+ * await untilCodec(codec, (done) => codec.end(done)); // destroyed: at once
+ * ```
+ */
+export function untilCodec(codec: Transform, start: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (codec.destroyed) return resolve();
+    const settle = () => {
+      codec.off("error", settle);
+      codec.off("close", settle);
+      resolve();
+    };
+    codec.on("error", settle);
+    codec.on("close", settle);
+    start(settle);
+  });
 }
 
 type Stage = "header" | "deflate" | "trailer" | "junk" | "done";
@@ -232,17 +268,7 @@ class GzipMembers {
     const piece = chunk.subarray(at, at + this.#pieceBytes);
     const before = codec.bytesWritten;
     const sizeBefore = this.#size;
-    await new Promise<void>((resolve) => {
-      // The write callback does not come once the codec failed or was destroyed.
-      const settle = () => {
-        codec.off("error", settle);
-        codec.off("close", settle);
-        resolve();
-      };
-      codec.on("error", settle);
-      codec.on("close", settle);
-      codec.write(piece, settle);
-    });
+    await untilCodec(codec, (done) => codec.write(piece, done));
     if (this.#aborted) throw this.#aborted.reason;
     if (this.#codecError) {
       const from = this.#base + at;
