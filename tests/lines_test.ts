@@ -126,7 +126,14 @@ Deno.test("lineStream() cuts a preview before a split character, not inside it",
   ]);
 });
 
-Deno.test("lineStream() counts a 64 MiB line without holding it", async () => {
+/**
+ * `head`, 64 MiB of "x" pulled 64 KiB at a time, then `tail`; `peak()` is how far the heap grew
+ * meanwhile, sampled every 4 MiB.
+ */
+function hugeSource(head: string, tail: string): {
+  source: ReadableStream<Uint8Array>;
+  peak: () => number;
+} {
   const chunk = new Uint8Array(64 * 1024).fill(0x78); // one reused buffer: the source holds nothing
   const chunkCount = 1024;
   const memory = () => Deno.memoryUsage().heapUsed + Deno.memoryUsage().external;
@@ -134,17 +141,25 @@ Deno.test("lineStream() counts a 64 MiB line without holding it", async () => {
   let peak = 0;
   let sent = 0;
   const source = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (head !== "") controller.enqueue(bytesOf(head));
+    },
     pull(controller) {
       if (sent < chunkCount) {
         controller.enqueue(chunk);
         sent++;
         if (sent % 64 === 0) peak = Math.max(peak, memory() - before);
       } else {
-        controller.enqueue(bytesOf('\n{"next":1}\n'));
+        controller.enqueue(bytesOf(tail));
         controller.close();
       }
     },
   });
+  return { source, peak: () => peak };
+}
+
+Deno.test("lineStream() counts a 64 MiB line without holding it", async () => {
+  const { source, peak } = hugeSource("", '\n{"next":1}\n');
   const lines = await Array.fromAsync(
     source.pipeThrough(lineStream({ maxLineBytes: 1024 * 1024, previewBytes: 10 })),
   );
@@ -152,7 +167,7 @@ Deno.test("lineStream() counts a 64 MiB line without holding it", async () => {
     { line: 1, error: "line is 67108864 bytes, over the limit of 1048576", preview: "xxxxxxxxxx" },
     { line: 2, text: '{"next":1}' },
   ]);
-  assert.ok(peak < 16 * 1024 * 1024, `memory grew by ${peak} bytes while reading the line`);
+  assert.ok(peak() < 16 * 1024 * 1024, `memory grew by ${peak()} bytes while reading the line`);
 });
 
 Deno.test("lineStream() copies held bytes, so a reused source buffer is safe", async () => {
@@ -374,27 +389,7 @@ Deno.test("jsonArrayStream() rejects an over-long element and reads the next", a
 });
 
 Deno.test("jsonArrayStream() counts a huge element without holding it", async () => {
-  const chunk = new Uint8Array(64 * 1024).fill(0x78);
-  const chunkCount = 1024;
-  const memory = () => Deno.memoryUsage().heapUsed + Deno.memoryUsage().external;
-  const before = memory();
-  let peak = 0;
-  let sent = 0;
-  const source = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(bytesOf('[\n"'));
-    },
-    pull(controller) {
-      if (sent < chunkCount) {
-        controller.enqueue(chunk);
-        sent++;
-        if (sent % 64 === 0) peak = Math.max(peak, memory() - before);
-      } else {
-        controller.enqueue(bytesOf('",\n{"next":1}]'));
-        controller.close();
-      }
-    },
-  });
+  const { source, peak } = hugeSource('[\n"', '",\n{"next":1}]');
   const lines = await Array.fromAsync(
     source.pipeThrough(jsonArrayStream({ maxLineBytes: 1024 * 1024, previewBytes: 3 })),
   );
@@ -402,7 +397,7 @@ Deno.test("jsonArrayStream() counts a huge element without holding it", async ()
     { line: 2, error: "element is 67108866 bytes, over the limit of 1048576", preview: '"xx' },
     { line: 3, text: '{"next":1}' },
   ]);
-  assert.ok(peak < 16 * 1024 * 1024, `memory grew by ${peak} bytes while reading the element`);
+  assert.ok(peak() < 16 * 1024 * 1024, `memory grew by ${peak()} bytes while reading the element`);
 });
 
 Deno.test("jsonArrayStream() turns invalid UTF-8 in an element into an error Line", async () => {
@@ -620,27 +615,7 @@ Deno.test("sniffLayout() knows a one-line array of records by its first element"
 });
 
 Deno.test("recordTextStream() with auto holds no more than the limit of a huge [ line", async () => {
-  const chunk = new Uint8Array(64 * 1024).fill(0x78);
-  const chunkCount = 1024;
-  const memory = () => Deno.memoryUsage().heapUsed + Deno.memoryUsage().external;
-  const before = memory();
-  let peak = 0;
-  let sent = 0;
-  const source = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(bytesOf('[{"from":"human","value":"'));
-    },
-    pull(controller) {
-      if (sent < chunkCount) {
-        controller.enqueue(chunk);
-        sent++;
-        if (sent % 64 === 0) peak = Math.max(peak, memory() - before);
-      } else {
-        controller.enqueue(bytesOf('"}, {"next":1}]\n'));
-        controller.close();
-      }
-    },
-  });
+  const { source, peak } = hugeSource('[{"from":"human","value":"', '"}, {"next":1}]\n');
   const options = { format: "auto", maxLineBytes: 1024 * 1024, previewBytes: 9 } as const;
   const lines = await Array.fromAsync(source.pipeThrough(recordTextStream(options)));
   assert.deepEqual(lines, [
@@ -651,7 +626,7 @@ Deno.test("recordTextStream() with auto holds no more than the limit of a huge [
     },
     { line: 1, text: '{"next":1}' },
   ]);
-  assert.ok(peak < 16 * 1024 * 1024, `memory grew by ${peak} bytes while reading the line`);
+  assert.ok(peak() < 16 * 1024 * 1024, `memory grew by ${peak()} bytes while reading the line`);
 });
 
 Deno.test("recordTextStream() rejects an unknown format", () => {
