@@ -69,6 +69,12 @@ export async function main(args: string[]): Promise<number> {
   for (const key of options.ignoredKeys) {
     console.error(`warning: config key ${key} does not apply to cotfit and is ignored`);
   }
+  if (options.cotPreface.trim() === "" && options.cotSuffix.trim() === "") {
+    console.error(
+      "warning: --cot-preface and --cot-suffix are both blank: a rerun on the output cannot " +
+        "tell its thoughts from the answers and would add a second thought",
+    );
+  }
 
   if (options.command === "serve") {
     const { serve } = await import("./server.ts");

@@ -496,6 +496,21 @@ Deno.test("cli: a rerun on its own output keeps every answer and calls nothing",
   assert.equal(usage.written, 3);
 });
 
+Deno.test("cli: a blank preface and suffix are warned about, as a rerun could not see the thoughts", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in/data.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const blank = ["--cot-preface", "", "--cot-suffix", " "];
+  const first = await runCli([
+    ...convertArgs(join(root, "in"), join(root, "once"), fake.url),
+    ...blank,
+  ]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /warning: --cot-preface and --cot-suffix are both blank/);
+  const framed = await runCli(convertArgs(join(root, "in"), join(root, "framed"), fake.url));
+  assert.equal(framed.code, 0, framed.stderr);
+  assert.doesNotMatch(framed.stderr, /warning/);
+});
+
 Deno.test("cli: transient upstream errors and invalid thoughts are retried", async () => {
   const faults = ["rate_limit", "server_error", "no_tags", "invalid_json", "refusal"] as const;
   await using fake = await startFakeOpenAI({ script: (n) => faults[n - 1] });
