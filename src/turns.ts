@@ -68,7 +68,7 @@ export function planTurns(conversation: Conversation, options: PlanOptions = {})
 
   const costs = new Array<number | undefined>(turns.length);
   function costOf(index: number): number {
-    return costs[index] ??= countTokens(turns[index].text ?? "") + TURN_OVERHEAD_TOKENS;
+    return costs[index] ??= countTokens(shownText(turns[index])) + TURN_OVERHEAD_TOKENS;
   }
   // The token bound of turns[start, boundEnd): histories only grow, so it is summed once.
   let bound = 0;
@@ -160,7 +160,12 @@ function isAnswer(turn: Turn): turn is Turn & { text: string } {
 }
 
 function turnBound(turn: Turn): number {
-  return tokenBound(turn.text ?? "") + TURN_OVERHEAD_TOKENS;
+  return tokenBound(shownText(turn)) + TURN_OVERHEAD_TOKENS;
+}
+
+/** What the prompt shows of a turn: its text and its tool calls, which can be as long. */
+function shownText(turn: Turn): string {
+  return turn.calls === undefined ? turn.text ?? "" : (turn.text ?? "") + turn.calls;
 }
 
 /** The first history turn kept: the newest turns that fit the budget, by exact count. */

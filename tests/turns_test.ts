@@ -90,6 +90,38 @@ Deno.test("planTurns() drops the oldest history turns first to fit the budget", 
   assert.equal(plan[0].droppedTurns, 0);
 });
 
+Deno.test("planTurns() counts a turn's tool calls against the budget, as the prompt shows them", () => {
+  const turns: Turn[] = [];
+  for (let i = 0; i < 4; i++) {
+    turns.push(
+      { index: turns.length, role: "user", name: "user", text: `step ${i}` },
+      {
+        index: turns.length,
+        role: "assistant",
+        name: "assistant",
+        text: null,
+        calls: `f(${"a".repeat(450)})`,
+      },
+      { index: turns.length, role: "tool", name: "tool", text: "ok" },
+    );
+  }
+  turns.push(
+    { index: turns.length, role: "user", name: "user", text: "done?" },
+    { index: turns.length, role: "assistant", name: "assistant", text: "Done." },
+  );
+  const [plan] = planTurns({ ...conversation([]), turns }, {
+    historyTokens: 1000,
+    countTokens: (t) => t.length,
+  });
+  // Each call turn shows ~453 characters: two of them fit in 1,000 tokens, four would not.
+  assert.ok(plan.droppedTurns > 0, "the oldest call turns are dropped");
+  const shown = plan.history.reduce(
+    (sum, turn) => sum + (turn.text ?? "").length + (turn.calls ?? "").length,
+    0,
+  );
+  assert.ok(shown <= 1000, `${shown} characters of history kept`);
+});
+
 Deno.test("planTurns() skips the tokenizer when the history obviously fits", () => {
   let calls = 0;
   planTurns(
