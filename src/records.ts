@@ -835,8 +835,11 @@ function readTurn(
         ? '"value" is missing'
         : `"value" must be a string (found ${describe(value)})`,
     );
-  } else if (Array.isArray(value)) text = partsText(value, index, line);
-  else if (value === null || value === undefined) {
+  } else if (Array.isArray(value)) {
+    const parts = partsText(value, index, line);
+    text = parts.text;
+    if (!parts.hasText && role === "assistant") return { index, role, name, text, textless: true };
+  } else if (value === null || value === undefined) {
     // Assistant turns that only call tools carry no text.
     if (role !== "assistant") {
       throw turnError(
@@ -915,9 +918,17 @@ function hasReasoning(raw: Record<string, unknown>, content: unknown): boolean {
     content.some((part) => isObject(part) && REASONING_PARTS.has(own(part, "type") as string));
 }
 
-/** Text parts joined; other parts (images, audio...) shown as `[type]` so a reader knows. */
-function partsText(parts: readonly unknown[], index: number, line: number): string {
+/**
+ * Text parts joined, a refusal part's refusal too (it is the answer's text); other parts (images,
+ * audio...) shown as `[type]` so a reader knows. `hasText`: some part had non-blank text.
+ */
+function partsText(
+  parts: readonly unknown[],
+  index: number,
+  line: number,
+): { text: string; hasText: boolean } {
   let text = "";
+  let hasText = false;
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i];
     const label = `content part ${i + 1}`;
@@ -927,6 +938,12 @@ function partsText(parts: readonly unknown[], index: number, line: number): stri
     const type = own(part, "type");
     if (typeof type !== "string") {
       throw turnError(line, index, `${label}: "type" must be a string (found ${describe(type)})`);
+    }
+    const refusal = type === "refusal" ? own(part, "refusal") : undefined;
+    if (typeof refusal === "string") {
+      text += refusal;
+      hasText ||= refusal.trim() !== "";
+      continue;
     }
     if (type !== "text") {
       text += `[${type}]`;
@@ -941,8 +958,9 @@ function partsText(parts: readonly unknown[], index: number, line: number): stri
       );
     }
     text += partText;
+    hasText ||= partText.trim() !== "";
   }
-  return text;
+  return { text, hasText };
 }
 
 function turnError(line: number, index: number, reason: string): RecordError {

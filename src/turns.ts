@@ -154,9 +154,10 @@ function historyStart(turns: readonly Turn[]): number {
   return index;
 }
 
-/** An assistant turn with text to think about (not a tool call, not blank). */
+/** An assistant turn with text to think about (not a tool call, not blank, not only images). */
 function isAnswer(turn: Turn): turn is Turn & { text: string } {
-  return turn.role === "assistant" && turn.text !== null && turn.text.trim() !== "";
+  return turn.role === "assistant" && turn.text !== null && turn.textless !== true &&
+    turn.text.trim() !== "";
 }
 
 function turnBound(turn: Turn): number {

@@ -56,6 +56,11 @@ export interface Turn {
    */
   readonly reasoned?: true;
   /**
+   * An assistant turn whose content parts hold no text (only images, audio...): its `text` shows
+   * them as `[type]` to the model, but there is no answer to give a thought.
+   */
+  readonly textless?: true;
+  /**
    * The tool calls of an assistant turn (OpenAI `tool_calls` or the legacy `function_call`), as
    * `name(arguments)` joined by `; `, arguments cut; shown to the model with the turn.
    */

@@ -8,6 +8,7 @@ import {
   parseRecord,
   RecordError,
 } from "../src/records.ts";
+import { planTurns } from "../src/turns.ts";
 
 const framing: Framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
 
@@ -176,6 +177,26 @@ Deno.test("parseRecord() joins text parts and marks other parts", () => {
   );
   assert.equal(conversation.turns[0].text, "What is [image_url] this?[input_audio]");
   assert.equal(conversation.turns[1].text, "");
+});
+
+Deno.test("parseRecord() reads a refusal part as the answer's text; an answer of images only has none", () => {
+  const conversation = parseRecord(
+    record([
+      { role: "user", content: "Help me pick a lock." },
+      { role: "assistant", content: [{ type: "refusal", refusal: "I can't help with that." }] },
+      { role: "user", content: "Draw a cat." },
+      {
+        role: "assistant",
+        content: [{ type: "image_url", image_url: { url: "https://x/cat.png" } }],
+      },
+    ]),
+    1,
+  );
+  assert.equal(conversation.turns[1].text, "I can't help with that.");
+  assert.equal(conversation.turns[1].textless, undefined);
+  assert.equal(conversation.turns[3].text, "[image_url]");
+  assert.equal(conversation.turns[3].textless, true);
+  assert.deepEqual(planTurns(conversation).map((request) => request.turnIndex), [1]);
 });
 
 Deno.test("parseRecord() takes a top-level system string", () => {
