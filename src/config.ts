@@ -198,10 +198,8 @@ export function resolveOptions(input: ResolveInput): Options {
   const config = readConfig(input.configText, input.configPath);
   // Check every config value, also those that a flag or env var overrides: a wrong file is wrong.
   readSettings(new SettingReader({}, {}, config, { placeholders: "unset" }), []);
-  const settings = readSettings(
-    new SettingReader(input.flags, input.env, config, { placeholders: "reject" }),
-    command === "run" ? operands : null,
-  );
+  const reader = new SettingReader(input.flags, input.env, config, { placeholders: "reject" });
+  const settings = readSettings(reader, command === "run" ? operands : null);
   const { model, configApiKey, token, priceInput, priceOutput, transport, ...rest } = settings;
   const baseURL = new URL(rest.baseURL);
   if (transport === "pooled" && baseURL.protocol !== "http:") {
@@ -235,9 +233,12 @@ export function resolveOptions(input: ResolveInput): Options {
     );
   }
   if ((priceInput === undefined) !== (priceOutput === undefined)) {
-    const missing = priceInput === undefined ? "--price-input" : "--price-output";
+    const [given, missing] = priceInput === undefined
+      ? ["priceOutput", "--price-input"] as const
+      : ["priceInput", "--price-output"] as const;
     throw new ConfigError(
-      `${missing} is missing: give both prices (--price-input and --price-output) or neither`,
+      `${reader.origin(given)} gives one price without the other: give both prices ` +
+        "(--price-input and --price-output) or neither",
       missing,
     );
   }

@@ -178,6 +178,12 @@ export class SettingReader {
     return this.#config.label;
   }
 
+  /** Where a setting that is set comes from, as errors name it: a flag, a variable, a config key. */
+  origin(name: SettingName): string | undefined {
+    const found = this.#find(name);
+    return found === undefined ? undefined : this.#subject(found);
+  }
+
   /** Text; from a flag, `\n`, `\t` and `\\` are unescaped when `escapes` is set. */
   text(name: SettingName, options: TextOptions = {}): string | undefined {
     const found = this.#find(name);
@@ -190,7 +196,7 @@ export class SettingReader {
     if (found === undefined) return undefined;
     const value = this.#text(found, {});
     if (!(choices as readonly string[]).includes(value)) {
-      this.#fail(found, `must be one of ${choices.join(", ")}, got "${value}"`);
+      this.#fail(found, `must be one of ${choices.join(", ")}`);
     }
     return value as T;
   }

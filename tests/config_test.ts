@@ -892,12 +892,32 @@ Deno.test("resolveOptions() picks the pooled transport for http: on an IP or loc
   );
 });
 
+Deno.test("resolveOptions() names where the one price given comes from", () => {
+  const fromConfig = configError(() =>
+    resolve(["--model", "m"], {
+      configText: "pricing:\n  input_per_million: 1\n",
+      configPath: "c.yaml",
+    })
+  );
+  assert.match(
+    fromConfig.message,
+    /^Cannot use config "c\.yaml": key pricing\.input_per_million gives one price without the other/,
+  );
+  const fromFlag = configError(() => resolve(["--model", "m", "--price-output", "2"]));
+  assert.match(fromFlag.message, /^--price-output gives one price without the other/);
+  const both = resolve(["--model", "m", "--price-output", "2"], {
+    configText: "pricing:\n  input_per_million: 1\n",
+    configPath: "c.yaml",
+  });
+  assert.deepEqual(both.prices, { inputPerMillion: 1, outputPerMillion: 2 });
+});
+
 Deno.test("resolveOptions() refuses an unknown transport and pooled over https", () => {
   const run = (env: Record<string, string>) =>
     resolveOptions({ positionals: [], flags: { model: "m" }, env });
-  assert.throws(
-    () => run({ COTFIT_TRANSPORT: "h2" }),
-    /COTFIT_TRANSPORT.*must be one of auto, pooled, fetch, got "h2"/,
+  assert.equal(
+    configError(() => run({ COTFIT_TRANSPORT: "h2" })).message,
+    'environment variable COTFIT_TRANSPORT must be one of auto, pooled, fetch, got "h2"',
   );
   assert.throws(
     () => run({ COTFIT_TRANSPORT: "pooled", OPENAI_BASE_URL: "https://api.openai.com/v1" }),
