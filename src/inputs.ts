@@ -54,6 +54,12 @@ export class InputReadError extends InputError {
   }
 }
 
+/**
+ * Why a directory walk left a file out: `cotfit-output` for a name cotfit writes (`*.rejects.jsonl`,
+ * `usage.json`), `parquet` for Parquet, which cotfit does not read.
+ */
+export type SkipReason = "cotfit-output" | "parquet";
+
 // Gzip-compressed inputs (`data.jsonl.gz`) are read as their text and written uncompressed.
 const RECORD_FILE = /\.(jsonl|json)(\.gz)?$/i;
 const GZIP_SUFFIX = /\.gz$/i;
@@ -76,6 +82,8 @@ const USAGE_FILE = "usage.json";
  *
  * @param inputs Paths as given on the command line or in the config.
  * @param outputDir The output directory; required unless the only input is `-`.
+ * @param onSkipped Told of each file a directory walk leaves out that a user may have meant as
+ * data: cotfit's own rejects and usage files, Parquet files.
  * @returns The plan, in input order.
  * @throws {InputReadError} On an input file or directory that cannot be read.
  * @throws {InputError} On a missing input, a directory with no record file, a missing output
@@ -85,6 +93,7 @@ const USAGE_FILE = "usage.json";
 export async function planInputs(
   inputs: readonly string[],
   outputDir: string | null,
+  onSkipped: (path: string, why: SkipReason) => void = () => {},
 ): Promise<InputPlan[]> {
   if (inputs.length === 0) throw new InputError("no input: pass a file, a directory or - (stdin)");
   const plans: InputPlan[] = [];
@@ -121,7 +130,7 @@ export async function planInputs(
             "inputs; choose another -o",
         );
       }
-      const { files, parquet } = await listRecordFiles(resolve(input), outRoot);
+      const { files, parquet } = await listRecordFiles(resolve(input), outRoot, onSkipped);
       // A run that reads nothing and says "0 written" looks like success: say why instead.
       if (files.length === 0) {
         throw new InputError(
@@ -317,6 +326,7 @@ function planFile(input: string, compressedOutput: string, regular: boolean): In
 async function listRecordFiles(
   dir: string,
   skip: string,
+  onSkipped: (path: string, why: SkipReason) => void,
 ): Promise<{ files: string[]; parquet: number }> {
   const found: string[] = [];
   // Counted to say why a folder of them has nothing to read.
@@ -335,7 +345,8 @@ async function listRecordFiles(
     }
     for (const entry of entries) {
       const path = join(current, entry.name);
-      const wanted = RECORD_FILE.test(entry.name) && !OUR_OUTPUTS.test(entry.name);
+      const recordFile = RECORD_FILE.test(entry.name);
+      const wanted = recordFile && !OUR_OUTPUTS.test(entry.name);
       let { isDirectory, isFile } = entry;
       if (entry.isSymlink) {
         const target = await Deno.stat(path).catch(() => null);
@@ -347,7 +358,11 @@ async function listRecordFiles(
       }
       if (isDirectory) await walk(path);
       else if (isFile && wanted) found.push(path);
-      else if (isFile && PARQUET_FILE.test(entry.name)) parquet++;
+      else if (isFile && recordFile) onSkipped(path, "cotfit-output");
+      else if (isFile && PARQUET_FILE.test(entry.name)) {
+        parquet++;
+        onSkipped(path, "parquet");
+      }
     }
   }
   await walk(dir);

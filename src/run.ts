@@ -9,12 +9,12 @@
 
 import { join } from "node:path";
 import type { Options } from "./config.ts";
-import { decompressStream, needsDecoding } from "./decompress.ts";
+import { decompressStream, needsDecoding, PARQUET_TO_JSONL } from "./decompress.ts";
 import { createEngine, type Engine } from "./engine.ts";
 import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { openInput } from "./input_file.ts";
-import { type InputPlan, InputReadError, planInputs } from "./inputs.ts";
+import { type InputPlan, InputReadError, planInputs, type SkipReason } from "./inputs.ts";
 import { type Layout, sniffLayout } from "./lines.ts";
 import { rephraseStream } from "./pipeline.ts";
 import { whileQueueShort } from "./pool.ts";
@@ -51,7 +51,11 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
  * exit 2).
  */
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
-  const plans = await planInputs(options.inputs, options.output);
+  const skipped = new Map<SkipReason, string[]>();
+  const plans = await planInputs(options.inputs, options.output, (path, why) => {
+    skipped.set(why, [...skipped.get(why) ?? [], path]);
+  });
+  for (const [why, paths] of skipped) env.stderr(skippedWarning(why, paths));
   // The total only feeds the progress line: a --quiet run does not read its inputs twice.
   const total = options.quiet
     ? null
@@ -246,6 +250,16 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
       "\n",
     );
   }
+}
+
+/** One warning for the files of a kind that folders held but cotfit did not read. */
+function skippedWarning(why: SkipReason, paths: readonly string[]): string {
+  const shown = paths.toSorted().slice(0, 3).map((path) => `"${path}"`).join(", ") +
+    (paths.length > 3 ? ` and ${paths.length - 3} more` : "");
+  const advice = why === "parquet"
+    ? `cotfit does not read Parquet; convert to JSONL first (${PARQUET_TO_JSONL})`
+    : "their names are those of cotfit's rejects and usage files; pass one by name to read it";
+  return `warning: not read: ${shown}: ${advice}\n`;
 }
 
 function nullSink(): TextSink {

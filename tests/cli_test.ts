@@ -511,6 +511,24 @@ Deno.test("cli: a blank preface and suffix are warned about, as a rerun could no
   assert.doesNotMatch(framed.stderr, /warning/);
 });
 
+Deno.test("cli: files a folder holds but cotfit does not read are named in a warning", async () => {
+  await using fake = await startFakeOpenAI();
+  const record = JSON.stringify(SHAREGPT[0]) + "\n";
+  const root = await tempTree({
+    "in/train.jsonl": record,
+    "in/hard.rejects.jsonl": record,
+    "in/usage.json": record,
+    "in/more.parquet": "PAR1",
+  });
+  const result = await runCli(convertArgs(join(root, "in"), join(root, "out"), fake.url));
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(
+    result.stderr,
+    /warning: not read: .*hard\.rejects\.jsonl", ".*usage\.json": .*pass one by name/,
+  );
+  assert.match(result.stderr, /warning: not read: .*more\.parquet": cotfit does not read Parquet/);
+});
+
 Deno.test("cli: transient upstream errors and invalid thoughts are retried", async () => {
   const faults = ["rate_limit", "server_error", "no_tags", "invalid_json", "refusal"] as const;
   await using fake = await startFakeOpenAI({ script: (n) => faults[n - 1] });

@@ -18,11 +18,18 @@ Deno.test("planInputs() maps a directory recursively to the same relative names"
     "in/notes.txt": "",
     "in/old.rejects.jsonl": "",
   });
-  const plans = await planInputs([join(root, "in")], join(root, "out"));
+  const skipped: [string, string][] = [];
+  const plans = await planInputs(
+    [join(root, "in")],
+    join(root, "out"),
+    (path, why) => skipped.push([path, why]),
+  );
   assert.deepEqual(plans.map((p) => [p.output, p.rejects, p.format]), [
     [join(root, "out/a.jsonl"), join(root, "out/a.rejects.jsonl"), "jsonl"],
     [join(root, "out/sub/b.json"), join(root, "out/sub/b.rejects.jsonl"), "auto"],
   ]);
+  // Left out, but said: a file named as cotfit names its rejects may be meant as data.
+  assert.deepEqual(skipped, [[join(root, "in/old.rejects.jsonl"), "cotfit-output"]]);
 });
 
 Deno.test("planInputs() takes gzip inputs and names their outputs without .gz", async () => {
