@@ -84,8 +84,9 @@ interface Ending {
  * The body is read only as fast as the output is read and the call window frees up, and
  * cancelling the output (the client went away) aborts this request's LLM calls. When the output
  * ends early it ends with `{"error": {"message": "...", "fatal": true}}`: the upstream refused
- * the key or model (`upstream refused: ...`), stayed down through every retry
- * (`upstream unavailable: ...`), the body could not be read, its compressed or UTF-16 data broke
+ * the key or model (`upstream refused: ...`), stayed down through every retry with no other call
+ * answered meanwhile (`upstream unavailable: ...`; one record failing while others are answered
+ * gets its own error line), the body could not be read, its compressed or UTF-16 data broke
  * off (that line also has the `line` where reading stopped, and comes with `rejects=omit` too), or
  * the server is shutting down.
  *
@@ -136,9 +137,12 @@ export function rephraseBody(
     limiter.run(async () => {
       // A call that waited for a slot while the request ended must not start.
       context.signal?.throwIfAborted();
+      const callsBefore = meter.calls;
       try {
         const result = await engine.writeThought(request, context);
-        if (!result.ok && result.reason.startsWith(UNAVAILABLE)) {
+        // While this turn kept failing, other calls were answered: the upstream is up, and the
+        // failure is this record's (an input that crashes the model), so only its line says so.
+        if (!result.ok && result.reason.startsWith(UNAVAILABLE) && meter.calls === callsBefore) {
           end("upstream_unavailable", `${result.reason}, at line ${context.line}; try again later`);
           throw abort.signal.reason;
         }

@@ -188,6 +188,11 @@ export class UsageMeter {
   }
 
   /** Prompt and completion tokens so far. */
+  /** LLM calls that returned a generation so far (see {@linkcode UsageSnapshot.calls}). */
+  get calls(): number {
+    return this.#calls;
+  }
+
   get tokens(): { readonly input: number; readonly output: number } {
     return { input: this.#inputTokens, output: this.#outputTokens };
   }

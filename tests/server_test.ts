@@ -494,6 +494,36 @@ Deno.test("createApp() ends the stream with a fatal line when the upstream stays
   assert.match(await metricsOf(server), /^cotfit_upstream_up 0$/m);
 });
 
+Deno.test("createApp() gives a record the upstream always fails its own error line while others are answered", async () => {
+  // The model crashes on one input only: the upstream is up, so the request goes on past it.
+  await using fake = await startFakeOpenAI({
+    latencyMs: 5,
+    script: (_n, body) =>
+      JSON.stringify(body.messages).includes("poison") ? "server_error" : undefined,
+  });
+  await using server = await startServer(
+    serveOptions(fake, { retries: "2" }, { COTFIT_RETRY_BASE_MS: "20" }),
+  );
+  const records = Array.from({ length: 8 }, (_, i) => sharegpt(i === 2 ? "poison" : "p", i));
+  const lines = parseLines(
+    await (await server.request("/v1/rephrase", { method: "POST", body: jsonl(records) })).text(),
+  );
+  assert.equal(lines.length, 8);
+  assert.deepEqual(lines.map((line) => line.id ?? (line.error as Json).line), [
+    "p-0",
+    "p-1",
+    3,
+    "p-3",
+    "p-4",
+    "p-5",
+    "p-6",
+    "p-7",
+  ]);
+  const error = lines[2].error as Json;
+  assert.equal(error.fatal, undefined);
+  assert.match(error.message as string, /upstream unavailable: upstream answered 500/);
+});
+
 Deno.test("createApp() answers 429 with retry-after past maxRequests, then takes requests again", async () => {
   await using fake = await startFakeOpenAI();
   await using server = await startServer(serveOptions(fake, { "max-requests": "2" }));
