@@ -12,7 +12,8 @@ import { LlmError } from "./llm_error.ts";
 import { retryDelay } from "./retry_delay.ts";
 import type { Limiter } from "./pool.ts";
 import { type PromptTemplate, renderMessages } from "./prompt.ts";
-import { extractThought, thoughtMayNeedTokenCount } from "./thought.ts";
+import type { Framing } from "./records.ts";
+import { extractThought, framingLineIn, thoughtMayNeedTokenCount } from "./thought.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import type { ChatMessage, ThoughtRequest } from "./types.ts";
 
@@ -76,6 +77,11 @@ export interface ThoughtWriterOptions {
 export interface WriteContext {
   readonly line: number;
   readonly signal?: AbortSignal;
+  /**
+   * The framing the thought will be written in: a thought holding one of its lines as a line of
+   * its own is invalid (see {@linkcode framingLineIn}), a cached one is generated again.
+   */
+  readonly framing?: Framing;
 }
 
 /** Writes the thought for one turn. */
@@ -133,6 +139,9 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
               ? await loadTokenizer()
               : undefined;
             result = extractThought(reply, { ...limit, tokenizer });
+            if (result.ok && context.framing && framingLineIn(result.thought, context.framing)) {
+              result = { ok: false, reason: "thought holds a line of the framing" };
+            }
             // Stored before the slot is freed: a crash re-pays at most the calls in flight.
             if (result.ok) await options.cache.put(key, result.thought);
           } finally {
@@ -202,7 +211,8 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     } catch (error) {
       return Promise.reject(error);
     }
-    if (cached !== undefined) {
+    // A thought cached for another framing may hold one of this framing's lines.
+    if (cached !== undefined && !(context.framing && framingLineIn(cached, context.framing))) {
       options.events?.onCacheHit?.();
       return Promise.resolve({ ok: true, thought: cached });
     }
@@ -232,7 +242,11 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
   ): Promise<ThoughtOutcome> {
     options.events?.onDedupe?.();
     try {
-      return await running.work!;
+      const shared = await running.work!;
+      // Its first asker may have had another framing (server requests set their own).
+      const fits = !shared.ok || !context.framing ||
+        !framingLineIn(shared.thought, context.framing);
+      if (fits) return shared;
     } catch (error) {
       // The first asker went away (a server client disconnected); this one still wants it.
       if (context.signal?.aborted || error instanceof UpstreamFatalError) throw error;

@@ -176,7 +176,7 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     options.onKeptThought?.(line.line);
   }
 
-  const context = { line: line.line, signal: options.signal };
+  const context = { line: line.line, signal: options.signal, framing: options.framing };
   // Most records ask for one thought: awaited alone, it keeps no Promise.all state while it waits.
   const results = requests.length === 1
     ? [await options.writeThought(requests[0], context)]

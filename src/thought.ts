@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Framing } from "./records.ts";
 import { tokenBound, type Tokenizer } from "./tokenizer.ts";
 
 /** A usable thought, or why the reply gave none (a retry may do better). */
@@ -206,4 +207,47 @@ function removeArtifactSentences(thought: string): string {
         : line
     )
     .join("\n");
+}
+
+/** The non-blank lines of a framing, trimmed, worked out once per framing. */
+const framingLines = new WeakMap<Framing, readonly string[]>();
+
+/**
+ * The first line of `framing` (its preface's or suffix's non-blank lines, trimmed) that stands as
+ * a line of its own in `thought`, or `null`. Such a thought is invalid: framed, it would read as
+ * a second answer (or thought) to whoever splits the text on those lines, as training-data
+ * parsers do.
+ *
+ * @param thought A thought, `\n` line ends.
+ * @param framing The preface and suffix the thought goes between.
+ * @returns The framing line found, or `null`.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { framingLineIn } from "./thought.ts";
+ *
+ * const framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
+ * assert.equal(framingLineIn("Add them.\n\nAnswer:\n4", framing), "Answer:");
+ * assert.equal(framingLineIn("  Thought Process:  \nAdd them.", framing), "Thought Process:");
+ * assert.equal(framingLineIn("The Answer: is 4.", framing), null);
+ * ```
+ */
+export function framingLineIn(thought: string, framing: Framing): string | null {
+  let lines = framingLines.get(framing);
+  if (lines === undefined) {
+    lines = `${framing.preface}\n${framing.suffix}`.split("\n").map((line) => line.trim())
+      .filter((line) => line !== "");
+    framingLines.set(framing, lines);
+  }
+  for (const line of lines) {
+    // Most thoughts hold no framing text at all: indexOf finds that without splitting lines.
+    for (let at = thought.indexOf(line); at >= 0; at = thought.indexOf(line, at + 1)) {
+      const start = thought.lastIndexOf("\n", at - 1) + 1;
+      const endAt = thought.indexOf("\n", at + line.length);
+      const end = endAt < 0 ? thought.length : endAt;
+      if (thought.slice(start, end).trim() === line) return line;
+    }
+  }
+  return null;
 }

@@ -73,6 +73,51 @@ Deno.test("createThoughtWriter() accepts a short thought", async () => {
   });
 });
 
+/** A client answering each call with the next of `contents`, the last one over and over. */
+function replyingInTurn(contents: readonly string[]): ChatClient & { calls: () => number } {
+  let calls = 0;
+  return {
+    complete: () => Promise.resolve(replyOf(contents[Math.min(calls++, contents.length - 1)])),
+    calls: () => calls,
+    close() {},
+    [Symbol.dispose]() {},
+  };
+}
+
+Deno.test("createThoughtWriter() retries a thought that holds a line of the framing", async () => {
+  const framing = { preface: "Thought Process:", suffix: "\nAnswer:" };
+  const client = replyingInTurn([
+    "<thought_process>\nIt scatters.\n\nAnswer:\nSomething else.\n</thought_process>",
+    "<thought_process>\nShort wavelengths scatter more.\n</thought_process>",
+  ]);
+  const writeThought = await writerFor(client, { retries: 1 });
+  const expected = { ok: true, thought: "Short wavelengths scatter more." };
+  assert.deepEqual(await writeThought(REQUEST, { line: 1, framing }), expected);
+  assert.equal(client.calls(), 2);
+  // The same thought is fine for a framing it does not hold, and for this one, from the cache.
+  assert.deepEqual(await writeThought(REQUEST, { line: 2, framing }), expected);
+  assert.equal(client.calls(), 2);
+});
+
+Deno.test("createThoughtWriter() generates again a cached thought that holds a line of this framing", async () => {
+  const client = replyingInTurn([
+    "<thought_process>\nScattering.\nResult:\nblue\n</thought_process>",
+    "<thought_process>\nScattering favours blue.\n</thought_process>",
+  ]);
+  const writeThought = await writerFor(client);
+  const plain = { preface: "Thought Process:", suffix: "\nAnswer:" };
+  const result = { preface: "Reasoning:", suffix: "Result:" };
+  assert.deepEqual(await writeThought(REQUEST, { line: 1, framing: plain }), {
+    ok: true,
+    thought: "Scattering.\nResult:\nblue",
+  });
+  assert.deepEqual(await writeThought(REQUEST, { line: 1, framing: result }), {
+    ok: true,
+    thought: "Scattering favours blue.",
+  });
+  assert.equal(client.calls(), 2);
+});
+
 /** A client whose calls wait until released, answering with the number of the call. */
 function gated() {
   let calls = 0;

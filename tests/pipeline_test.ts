@@ -65,6 +65,19 @@ Deno.test("rephraseStream() loads the tokenizer for a long history and trims it 
   assert.equal(loader.loads(), 1);
 });
 
+Deno.test("rephraseStream() tells the thought writer the framing, so it can refuse a thought holding it", async () => {
+  const framings: unknown[] = [];
+  const writeThought: ThoughtWriter = (_request, context) => {
+    framings.push(context.framing);
+    return Promise.resolve({ ok: true, thought: "Ok." });
+  };
+  const pipeline = rephraseStream({ framing: FRAMING, writeThought });
+  const input = JSON.stringify(chat("Hi?", "Hello.")) + "\n";
+  ReadableStream.from([new TextEncoder().encode(input)]).pipeTo(pipeline.writable);
+  assert.equal((await Array.fromAsync(pipeline.readable))[0].kind, "record");
+  assert.deepEqual(framings, [FRAMING]);
+});
+
 Deno.test("rephraseStream() does not load the tokenizer for histories that fit", async () => {
   const loader = countingLoader();
   const records = [
