@@ -395,8 +395,13 @@ function contentOf(content: unknown): string | null {
 function usageOf(usage: unknown): TokenUsage | null {
   if (!isRecord(usage)) return null;
   const { prompt_tokens: input, completion_tokens: output } = usage;
-  if (typeof input !== "number" || typeof output !== "number") return null;
+  // A count that is no count (negative, fractional, huge) is as good as none: it is estimated.
+  if (!isTokenCount(input) || !isTokenCount(output)) return null;
   return { inputTokens: input, outputTokens: output, estimated: false };
+}
+
+function isTokenCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 /**

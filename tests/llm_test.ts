@@ -116,6 +116,31 @@ Deno.test("complete() returns usage null when the server sends none", async () =
   assert.equal(reply.usage, null);
 });
 
+Deno.test("complete() takes usage that is no token count as none", async (t) => {
+  for (
+    const usage of [
+      { prompt_tokens: -5, completion_tokens: 3 },
+      { prompt_tokens: 5, completion_tokens: 1e308 },
+      { prompt_tokens: 2.5, completion_tokens: 3 },
+      { prompt_tokens: "5", completion_tokens: 3 },
+    ]
+  ) {
+    await t.step(JSON.stringify(usage), async () => {
+      await using llm = await replyWith(() =>
+        Response.json({
+          choices: [{
+            index: 0,
+            message: { role: "assistant", content: "ok" },
+            finish_reason: "stop",
+          }],
+          usage,
+        })
+      );
+      assert.equal((await clientFor(llm.url).complete(MESSAGES)).usage, null);
+    });
+  }
+});
+
 Deno.test("complete() ignores provider reasoning fields", async () => {
   await using llm = await replyWith(() =>
     Response.json({
