@@ -102,6 +102,8 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     };
   };
 
+  // Why the run stopped before its end; the summary and usage file still say what it spent.
+  let stopped: Error | null = null;
   try {
     for (const plan of plans) {
       if (env.stop.aborted) break;
@@ -119,16 +121,19 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     // The input read when it was planned no longer is: stop as for a refusing upstream, with the
     // files done so far complete and the one being read not written.
     if (!(error instanceof UpstreamFatalError || error instanceof InputReadError)) throw error;
-    progress.finish(progressState());
-    env.stderr(`error: ${error.message}\n`);
-    return EXIT.usage;
+    stopped = error;
   } finally {
     await engine.close();
   }
 
   progress.finish(progressState());
   const snapshot = meter.snapshot(env.now());
+  const fail = (error: Error) => {
+    env.stderr(`error: ${error.message}\n`);
+    return EXIT.usage;
+  };
   if (dryRun) {
+    if (stopped) return fail(stopped);
     const records = {
       read: snapshot.conversations,
       rejected: snapshot.rejected,
@@ -141,12 +146,18 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
   say(formatSummary(snapshot, options.prices) + "\n");
   if (options.output) {
     await Deno.mkdir(options.output, { recursive: true });
-    const usage = { ...snapshot, cost: meter.cost(options.prices), interrupted: env.stop.aborted };
+    const usage = {
+      ...snapshot,
+      cost: meter.cost(options.prices),
+      interrupted: env.stop.aborted,
+      ...(stopped && { error: stopped.message }),
+    };
     await Deno.writeTextFile(
       join(options.output, "usage.json"),
       JSON.stringify(usage, null, 2) + "\n",
     );
   }
+  if (stopped) return fail(stopped);
   if (env.stop.aborted) return EXIT.interrupted;
   return snapshot.rejected > 0 ? EXIT.rejected : EXIT.ok;
 }

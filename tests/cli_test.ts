@@ -577,6 +577,28 @@ Deno.test("cli: a 401 from the upstream stops the run at once with exit 2 and no
   await assert.rejects(() => Deno.stat(join(root, "out/many.jsonl")), Deno.errors.NotFound);
 });
 
+Deno.test("cli: a run the upstream stops midway still says, and records, what it spent", async () => {
+  // The key is revoked after 6 calls: those were paid for.
+  await using fake = await startFakeOpenAI({ script: (n) => n > 6 ? "unauthorized" : undefined });
+  const records = Array.from({ length: 40 }, (_, i) =>
+    JSON.stringify({
+      conversations: [{ from: "human", value: `Is ${i} even?` }, { from: "gpt", value: "Maybe." }],
+    }));
+  const root = await tempTree({ "many.jsonl": records.join("\n") });
+  const result = await runCli([
+    ...convertArgs(join(root, "many.jsonl"), join(root, "out"), fake.url),
+    "--concurrency",
+    "1",
+  ]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /^calls +6 /m);
+  assert.match(result.stderr, /error: .*401.*\n$/);
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
+  assert.equal(usage.calls, 6);
+  assert.match(usage.error, /401/);
+  assert.equal(usage.interrupted, false);
+});
+
 Deno.test("cli: an output or cache that cannot be created exits 2 with the reason", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "file": "" });
