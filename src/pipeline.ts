@@ -17,7 +17,13 @@ import type { ThoughtWriter } from "./generate.ts";
 import { recordTextStream } from "./lines.ts";
 import { mapOrdered } from "./pool.ts";
 import { assembleRecord, type Framing, hasThought, parseRecord, RecordError } from "./records.ts";
-import { limitStream, sampleStream } from "./sample.ts";
+import {
+  limitStream,
+  type RecordBudget,
+  sampleStream,
+  type Selection,
+  selectStream,
+} from "./sample.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import { historyNeedsTokenCount, planTurns } from "./turns.ts";
 import type { InputFault, Line, Outcome } from "./types.ts";
@@ -67,10 +73,12 @@ export interface PipelineOptions {
    * @default {"sniff"}
    */
   coding?: ContentCoding | "sniff" | "identity";
-  /** Keep only the first N records. */
-  limit?: number | null;
+  /** Keep only the first N records; a shared budget spans inputs read one after another. */
+  limit?: number | RecordBudget | null;
   /** Keep a uniform random sample of exactly N records (needs the whole input before output). */
   sample?: { size: number; seed: number } | null;
+  /** Keep the records a selection picks: a sample that spans inputs, counted beforehand. */
+  select?: Selection | null;
   /** Called once per blank line skipped. */
   onBlank?: (line: number) => void;
   /** Called once per answer that already had a thought in the framing's format, kept as is. */
@@ -94,6 +102,58 @@ export function rephraseStream(options: PipelineOptions): {
   readable: ReadableStream<Outcome>;
   writable: WritableStream<Uint8Array>;
 } {
+  const records = recordLines(options);
+  let selected = records.readable;
+  if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
+  if (options.sample) {
+    selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
+  }
+  if (options.select) selected = selected.pipeThrough(selectStream<Line>(options.select));
+  const readable = selected.pipeThrough(
+    mapOrdered((line: Line) => processLine(line, options), {
+      window: options.window ?? 64,
+      weigh: (line) => "text" in line ? line.text.length : 0,
+      maxWeight: options.maxWindowChars ?? 64 * 1024 * 1024,
+      ready: options.admit,
+    }),
+  );
+  return { readable, writable: records.writable };
+}
+
+/**
+ * Counts the records a byte stream holds as {@linkcode rephraseStream} reads them: non-blank
+ * record texts, and the one reject that data breaking off adds. For a sample spanning several
+ * inputs, which needs their total before it picks.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { countRecords } from "./pipeline.ts";
+ *
+ * const body = new TextEncoder().encode('{"a":1}\n\n{"b":2}\nbroken\n');
+ * assert.equal(await countRecords(ReadableStream.from([body]), {}), 3);
+ * ```
+ *
+ * @param source The input's bytes.
+ * @param options How it is read, as for {@linkcode rephraseStream}.
+ * @returns How many records (and rejects of broken-off data) it holds.
+ */
+export async function countRecords(
+  source: ReadableStream<Uint8Array>,
+  options: Pick<PipelineOptions, "maxLineBytes" | "format" | "coding">,
+): Promise<number> {
+  const records = recordLines(options);
+  const feeding = source.pipeTo(records.writable);
+  let count = 0;
+  for await (const _ of records.readable) count++;
+  await feeding;
+  return count;
+}
+
+/** Bytes in, non-blank record texts out: decompressed, decoded, split (see `lines.ts`). */
+function recordLines(
+  options: Pick<PipelineOptions, "maxLineBytes" | "format" | "coding" | "onBlank" | "stop">,
+): { readable: ReadableStream<Line>; writable: WritableStream<Uint8Array> } {
   let fault: InputFault | null = null;
   // Plain input the caller already knows as such skips the decompressor's stream hops.
   const bytes = options.coding === "identity" ? null : decompressStream({
@@ -106,20 +166,8 @@ export function rephraseStream(options: PipelineOptions): {
     format: options.format,
     fault: () => fault,
   });
-  let selected: ReadableStream<Line> = (bytes ? bytes.readable.pipeThrough(texts) : texts.readable)
+  const readable = (bytes ? bytes.readable.pipeThrough(texts) : texts.readable)
     .pipeThrough(skipBlank({ onBlank: options.onBlank, stop: options.stop }));
-  if (options.limit != null) selected = selected.pipeThrough(limitStream<Line>(options.limit));
-  if (options.sample) {
-    selected = selected.pipeThrough(sampleStream<Line>(options.sample.size, options.sample.seed));
-  }
-  const readable = selected.pipeThrough(
-    mapOrdered((line: Line) => processLine(line, options), {
-      window: options.window ?? 64,
-      weigh: (line) => "text" in line ? line.text.length : 0,
-      maxWeight: options.maxWindowChars ?? 64 * 1024 * 1024,
-      ready: options.admit,
-    }),
-  );
   return { readable, writable: bytes?.writable ?? texts.writable };
 }
 

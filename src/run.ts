@@ -14,15 +14,22 @@ import { createEngine, type Engine } from "./engine.ts";
 import { createDryRunWriter, formatDryRun } from "./dry_run.ts";
 import { type ThoughtWriter, UpstreamFatalError } from "./generate.ts";
 import { openInput } from "./input_file.ts";
-import { type InputPlan, InputReadError, planInputs, type SkipReason } from "./inputs.ts";
+import {
+  InputError,
+  type InputPlan,
+  InputReadError,
+  planInputs,
+  type SkipReason,
+} from "./inputs.ts";
 import { type Layout, sniffLayout } from "./lines.ts";
-import { rephraseStream } from "./pipeline.ts";
+import { countRecords, rephraseStream } from "./pipeline.ts";
 import { whileQueueShort } from "./pool.ts";
+import { type RecordBudget, type Selection, selection } from "./sample.ts";
 import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
 import { openAtomicFile, streamSink, type TextSink } from "./sink.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import type { Outcome } from "./types.ts";
-import { formatSummary } from "./usage.ts";
+import { formatCount, formatSummary } from "./usage.ts";
 
 /** What the job needs from its process; injected so tests can drive it. */
 export interface RunEnvironment {
@@ -105,9 +112,16 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
   // Why the run stopped before its end; the summary and usage file still say what it spent.
   let stopped: Error | null = null;
   try {
+    // --limit and --sample are the run's, not each file's: one budget and one sample span them.
+    const budget = options.limit === null ? null : { remaining: options.limit };
+    const picked = await runSelection(plans, options, say);
     for (const plan of plans) {
       if (env.stop.aborted) break;
+      // The run has every record it takes: the files left are not read, and get no output.
+      if (budget?.remaining === 0 || picked?.needed === 0) break;
       await convertOne(plan, {
+        budget,
+        picked,
         options,
         env,
         engine,
@@ -164,6 +178,10 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
 
 interface ConvertContext {
   options: Options;
+  /** What is left of `--limit` for the run, `null` without one. */
+  budget: RecordBudget | null;
+  /** `--sample` over several inputs, `null` otherwise (one input samples itself in one pass). */
+  picked: Selection | null;
   env: RunEnvironment;
   engine: Engine;
   writeThought: ThoughtWriter;
@@ -208,8 +226,9 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     maxLineBytes: options.maxLineBytes,
     format: read,
     coding,
-    limit: options.limit,
-    sample: options.sample ? { size: options.sample, seed: options.seed } : null,
+    limit: context.budget,
+    sample: options.sample && !context.picked ? { size: options.sample, seed: options.seed } : null,
+    select: context.picked,
     onBlank: () => meter.addRecord("skipped"),
     onKeptThought: () => meter.addKeptThought(),
     stop: env.stop,
@@ -290,6 +309,42 @@ function stderrSink(env: RunEnvironment): TextSink {
     commit: () => Promise.resolve(),
     discard: () => Promise.resolve(),
   };
+}
+
+/**
+ * For `--sample` over several inputs, a selection over all their records, counted first (a
+ * reservoir per file would take N from each, and one over the run could write no file before
+ * the last was read). One input keeps the one-pass reservoir, so stdin can be sampled.
+ */
+async function runSelection(
+  plans: readonly InputPlan[],
+  options: Options,
+  say: (text: string) => void,
+): Promise<Selection | null> {
+  if (options.sample === null || plans.length < 2) return null;
+  const once = plans.find((plan) => !plan.regular);
+  if (once) {
+    throw new InputError(
+      `--sample over several inputs reads each twice (to count, then to pick), and "${once.input}" ` +
+        "can be read only once: sample it alone, or save it to a file first",
+    );
+  }
+  say(`counting the records of ${formatCount(plans.length)} inputs to sample them as one\n`);
+  let total = 0;
+  for (const plan of plans) {
+    const { read, coding } = await lookAt(plan, options.maxLineBytes);
+    const source = await openInput(plan.input);
+    total += await countRecords(source, {
+      maxLineBytes: options.maxLineBytes,
+      format: read,
+      coding,
+    })
+      .catch((error) => {
+        throw new InputReadError(plan.input, error);
+      });
+  }
+  // --limit takes the first records before the sample picks among them.
+  return selection(options.sample, Math.min(total, options.limit ?? Infinity), options.seed);
 }
 
 /**

@@ -4,12 +4,18 @@
  * @module
  */
 
+/** How many more items a run takes, shared by the streams of its inputs read one after another. */
+export interface RecordBudget {
+  remaining: number;
+}
+
 /**
  * Passes the first `n` items through, then closes its output and cancels its input, so a
- * pipeline reading a huge file stops reading once it has enough.
+ * pipeline reading a huge file stops reading once it has enough. Given a {@linkcode RecordBudget},
+ * it spends from it, so streams read one after another take `n` items in all.
  *
  * @typeParam T The item type.
- * @param n How many items to keep; a non-negative integer.
+ * @param n How many items to keep (a non-negative integer), or the budget to spend.
  * @returns A stream of at most `n` items.
  * @throws {RangeError} When `n` is not a non-negative integer.
  *
@@ -21,20 +27,101 @@
  * const items = [1, 2, 3, 4].map((line) => ({ line }));
  * const out = ReadableStream.from(items).pipeThrough(limitStream(2));
  * assert.deepEqual(await Array.fromAsync(out), [{ line: 1 }, { line: 2 }]);
+ *
+ * const budget = { remaining: 3 };
+ * const first = ReadableStream.from(items).pipeThrough(limitStream(budget));
+ * assert.equal((await Array.fromAsync(first)).length, 3);
+ * const second = ReadableStream.from(items).pipeThrough(limitStream(budget));
+ * assert.deepEqual(await Array.fromAsync(second), []);
  * ```
  */
-export function limitStream<T>(n: number): TransformStream<T, T> {
-  checkCount(n);
-  let seen = 0;
+export function limitStream<T>(n: number | RecordBudget): TransformStream<T, T> {
+  const budget = typeof n === "number" ? { remaining: n } : n;
+  checkCount(budget.remaining);
   return new TransformStream<T, T>({
     start(controller) {
-      if (n === 0) controller.terminate();
+      if (budget.remaining === 0) controller.terminate();
     },
     transform(item, controller) {
       controller.enqueue(item);
-      seen += 1;
+      budget.remaining -= 1;
       // terminate() errors the writable side, which makes pipeTo cancel the source upstream.
-      if (seen === n) controller.terminate();
+      if (budget.remaining === 0) controller.terminate();
+    },
+  });
+}
+
+/**
+ * Where a uniform sample of a sequence of known length stands: how many items it still needs and
+ * how many are left to pass. Shared by the streams of inputs read one after another, it samples
+ * them as one sequence.
+ */
+export interface Selection {
+  needed: number;
+  left: number;
+  readonly random: () => number;
+}
+
+/**
+ * Starts a seeded uniform sample of `size` items out of `total` (see {@linkcode selectStream}).
+ *
+ * @param size How many items to pick.
+ * @param total How many items the streams will pass, counted beforehand.
+ * @param seed Any integer; the same seed picks the same items.
+ * @returns The selection's state.
+ * @throws {RangeError} When a count is not a non-negative integer or `seed` not an integer.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { selection } from "./sample.ts";
+ *
+ * const picked = selection(5, 3, 1);
+ * assert.deepEqual([picked.needed, picked.left], [3, 3]);
+ * ```
+ */
+export function selection(size: number, total: number, seed: number): Selection {
+  checkCount(size);
+  checkCount(total);
+  return { needed: Math.min(size, total), left: total, random: seededRandom(seed) };
+}
+
+/**
+ * Passes each item on with the probability that makes the picks a uniform sample of the
+ * selection's size (selection sampling: Knuth's Algorithm S), in input order, holding nothing;
+ * once the sample is complete it stops reading. Unlike {@linkcode sampleStream} it needs the
+ * total beforehand, and in return spans several inputs, each written as it is read.
+ *
+ * @typeParam T The item type.
+ * @param picked The selection, from {@linkcode selection}; spent as items pass.
+ * @returns A stream of the picked items.
+ *
+ * @example Two inputs sampled as one
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { selection, selectStream } from "./sample.ts";
+ *
+ * const picked = selection(4, 20, 7);
+ * const items = (from: number) => Array.from({ length: 10 }, (_, i) => from + i);
+ * const a = await Array.fromAsync(ReadableStream.from(items(0)).pipeThrough(selectStream(picked)));
+ * const b = await Array.fromAsync(ReadableStream.from(items(10)).pipeThrough(selectStream(picked)));
+ * assert.equal(a.length + b.length, 4);
+ * assert.equal(picked.needed, 0);
+ * ```
+ */
+export function selectStream<T>(picked: Selection): TransformStream<T, T> {
+  return new TransformStream<T, T>({
+    start(controller) {
+      if (picked.needed <= 0) controller.terminate();
+    },
+    transform(item, controller) {
+      // An input grown since it was counted cannot make `left` negative: past it, none is picked.
+      if (picked.left > 0 && picked.random() * picked.left < picked.needed) {
+        controller.enqueue(item);
+        picked.needed -= 1;
+      }
+      picked.left -= 1;
+      if (picked.needed <= 0) controller.terminate();
     },
   });
 }

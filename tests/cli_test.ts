@@ -529,6 +529,67 @@ Deno.test("cli: files a folder holds but cotfit does not read are named in a war
   assert.match(result.stderr, /warning: not read: .*more\.parquet": cotfit does not read Parquet/);
 });
 
+/** A folder of `files` JSONL files of `each` distinct one-turn records, `f1.jsonl`... */
+async function shards(files: number, each: number): Promise<string> {
+  const tree: Record<string, string> = {};
+  for (let f = 1; f <= files; f++) {
+    tree[`in/f${f}.jsonl`] = Array.from({ length: each }, (_, i) =>
+      JSON.stringify({
+        id: `${f}-${i}`,
+        conversations: [{ from: "human", value: `Shard ${f}, item ${i}?` }, {
+          from: "gpt",
+          value: "Yes.",
+        }],
+      }) + "\n").join("");
+  }
+  return await tempTree(tree);
+}
+
+/** The ids written under `out`, file by file in name order. */
+async function idsWritten(out: string): Promise<string[]> {
+  const names = (await Array.fromAsync(Deno.readDir(out))).map((entry) => entry.name)
+    .filter((name) => /^f\d+\.jsonl$/.test(name)).sort();
+  const ids: string[] = [];
+  for (const name of names) {
+    for (const line of (await Deno.readTextFile(join(out, name))).split("\n")) {
+      if (line) ids.push((JSON.parse(line) as { id: string }).id);
+    }
+  }
+  return ids;
+}
+
+Deno.test("cli: --limit takes the run's first N records, across files, and reads no file past them", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await shards(4, 3);
+  const args = [...convertArgs(join(root, "in"), join(root, "out"), fake.url), "--limit", "5"];
+  const result = await runCli(args);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(await idsWritten(join(root, "out")), ["1-0", "1-1", "1-2", "2-0", "2-1"]);
+  await assert.rejects(() => Deno.stat(join(root, "out/f3.jsonl")), Deno.errors.NotFound);
+  assert.equal(fake.stats.requests, 5);
+});
+
+Deno.test("cli: --sample picks N records out of all the files, the same ones for the same seed", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await shards(3, 10);
+  const sample = async (out: string, seed: string) => {
+    const args = [...convertArgs(join(root, "in"), join(root, out), fake.url), "--sample", "6"];
+    const result = await runCli([...args, "--seed", seed]);
+    assert.equal(result.code, 0, result.stderr);
+    return await idsWritten(join(root, out));
+  };
+  const first = await sample("a", "1");
+  assert.equal(first.length, 6);
+  assert.equal(new Set(first).size, 6);
+  assert.deepEqual(await sample("b", "1"), first);
+  // Over five seeds the picks spread over the files, not six from each or all from the first.
+  const files = new Set(first.map((id) => id.split("-")[0]));
+  for (const seed of ["2", "3", "4", "5"]) {
+    for (const id of await sample(`s${seed}`, seed)) files.add(id.split("-")[0]);
+  }
+  assert.deepEqual([...files].sort(), ["1", "2", "3"]);
+});
+
 Deno.test("cli: transient upstream errors and invalid thoughts are retried", async () => {
   const faults = ["rate_limit", "server_error", "no_tags", "invalid_json", "refusal"] as const;
   await using fake = await startFakeOpenAI({ script: (n) => faults[n - 1] });
