@@ -745,7 +745,13 @@ Deno.test(
       assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
       assert.equal(parseJsonl(await Deno.readTextFile(join(out, "a.jsonl"))).length, 1);
       const left = (await Array.fromAsync(Deno.readDir(out))).map((entry) => entry.name).sort();
-      assert.deepEqual(left.filter((name) => !name.startsWith(".cotfit-cache")), ["a.jsonl"]);
+      // b's output is not written; the usage file says why the run stopped.
+      assert.deepEqual(left.filter((name) => !name.startsWith(".cotfit-cache")), [
+        "a.jsonl",
+        "usage.json",
+      ]);
+      const usage = JSON.parse(await Deno.readTextFile(join(out, "usage.json")));
+      assert.match(usage.error, /Cannot read input/);
     }
   },
 );
