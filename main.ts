@@ -27,7 +27,7 @@ import { ConfigError } from "./src/config_error.ts";
 import { lazyEnv } from "./src/env.ts";
 import { InputError, InputReadError } from "./src/inputs.ts";
 import { startOfflineLlm } from "./src/offline_llm.ts";
-import { PromptError } from "./src/prompt.ts";
+import { PromptError, PromptReadError } from "./src/prompt.ts";
 import { EXIT, runConversion, type RunEnvironment } from "./src/run.ts";
 import { OutputError } from "./src/sink.ts";
 
@@ -141,10 +141,11 @@ async function readConfig(path: string): Promise<string> {
 }
 
 function fail(error: unknown): number {
-  // An input, the cache or an output cannot be read or created where asked: a setup problem,
-  // not a crash, and not one that --help explains.
+  // An input, the prompt file, the cache or an output cannot be read or created where asked: a
+  // setup problem, not a crash, and not one that --help explains.
   if (
-    error instanceof InputReadError || error instanceof CacheError || error instanceof OutputError
+    error instanceof InputReadError || error instanceof PromptReadError ||
+    error instanceof CacheError || error instanceof OutputError
   ) {
     console.error(`error: ${error.message}`);
     return EXIT.usage;

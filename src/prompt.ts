@@ -64,6 +64,22 @@ export class PromptError extends SyntaxError {
   }
 }
 
+/**
+ * A prompt file that cannot be read at all (missing, a directory, no permission): a setup problem,
+ * unlike a {@linkcode PromptError} in its content.
+ */
+export class PromptReadError extends Error {
+  /**
+   * @param source The file the prompt was to come from.
+   * @param reason Why, from the system.
+   * @param options The underlying error as `cause`.
+   */
+  constructor(readonly source: string, readonly reason: string, options?: ErrorOptions) {
+    super(`Cannot read prompt file "${source}": ${reason}`, options);
+    this.name = "PromptReadError";
+  }
+}
+
 const PLACEHOLDERS: readonly Placeholder[] = [
   "system_prompt",
   "history",
@@ -175,7 +191,7 @@ export function parsePrompt(yamlText: string, source: string): PromptTemplate {
  * @param path The YAML file; defaults to the bundled `prompts/thought_process.yaml`.
  * @returns The compiled template.
  * @throws {PromptError} When the file's content is not a valid prompt.
- * @throws {Error} When the file cannot be read; `cause` holds the `Deno.errors` value.
+ * @throws {PromptReadError} When the file cannot be read; `cause` holds the `Deno.errors` value.
  */
 export async function loadPrompt(path?: string | URL): Promise<PromptTemplate> {
   const location = path ?? new URL("../prompts/thought_process.yaml", import.meta.url);
@@ -185,7 +201,7 @@ export async function loadPrompt(path?: string | URL): Promise<PromptTemplate> {
     text = await Deno.readTextFile(location);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`Cannot read prompt file "${source}": ${reason}`, { cause: error });
+    throw new PromptReadError(source, reason, { cause: error });
   }
   return parsePrompt(text, source);
 }

@@ -75,12 +75,20 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     now: env.now,
     total,
   });
-  const engine = await createEngine(options, {
-    cachePath: await runCachePath(options),
-    debugLog: options.debugLog ? await openAtomicFile(options.debugLog) : null,
-    notice: (text) => progress.message(text),
-    now: env.now,
-  });
+  const debugLog = options.debugLog ? await openAtomicFile(options.debugLog) : null;
+  let engine: Engine;
+  try {
+    engine = await createEngine(options, {
+      cachePath: await runCachePath(options),
+      debugLog,
+      notice: (text) => progress.message(text),
+      now: env.now,
+    });
+  } catch (error) {
+    // A prompt or cache that cannot be used stops the run before any call: no log to keep.
+    await debugLog?.discard();
+    throw error;
+  }
   const { meter } = engine;
   const dryRun = options.dryRun
     ? createDryRunWriter({

@@ -678,6 +678,39 @@ Deno.test("cli: an output or cache that cannot be created exits 2 with the reaso
   assert.equal(fake.stats.requests, 0);
 });
 
+Deno.test("cli: a prompt file that cannot be read exits 2 with its name, before any call", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "dir/x": "" });
+  const missing = join(root, "nope.yaml");
+  await Deno.writeTextFile(join(root, "cotfit.yaml"), `generation:\n  prompt: ${missing}\n`);
+  for (
+    const [prompt, extra] of [
+      [missing, ["--prompt", missing]],
+      [missing, ["--config", join(root, "cotfit.yaml")]],
+      [join(root, "dir"), ["--prompt", join(root, "dir")]],
+    ]
+  ) {
+    const result = await runCli([
+      ...convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url),
+      ...extra,
+      "--debug-log",
+      join(root, "debug.jsonl"),
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(`^error: Cannot read prompt file ${RegExp.escape(JSON.stringify(prompt))}: .+\n$`),
+    );
+    // Neither the output nor the debug log was begun.
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(root))).map((e) => e.name).sort(), [
+      "cotfit.yaml",
+      "dir",
+      "in.jsonl",
+    ]);
+  }
+  assert.equal(fake.stats.requests, 0);
+});
+
 Deno.test(
   "cli: an input that cannot be read stops the run before any call, with exit 2 and its name",
   {

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { countTokens } from "gpt-tokenizer";
-import { loadPrompt, parsePrompt, PromptError, renderMessages } from "../src/prompt.ts";
+import {
+  loadPrompt,
+  parsePrompt,
+  PromptError,
+  PromptReadError,
+  renderMessages,
+} from "../src/prompt.ts";
 import { extractThought } from "../src/thought.ts";
 import type { ThoughtRequest, Turn } from "../src/types.ts";
 
@@ -351,7 +357,8 @@ Deno.test("loadPrompt() reads a custom file and names it in errors", async () =>
 
     const missing = `${dir}/missing.yaml`;
     await assert.rejects(loadPrompt(missing), (error) => {
-      assert.ok(error instanceof Error && !(error instanceof PromptError));
+      assert.ok(error instanceof PromptReadError && !(error instanceof PromptError));
+      assert.equal(error.source, missing);
       assert.ok(error.message.includes(missing), error.message);
       assert.ok(error.cause instanceof Deno.errors.NotFound);
       return true;
