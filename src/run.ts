@@ -75,7 +75,10 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     now: env.now,
     total,
   });
-  const debugLog = options.debugLog ? await openAtomicFile(options.debugLog) : null;
+  // A dry run makes no call to log, and writes no file: an old log stays as it is.
+  const debugLog = options.debugLog && !options.dryRun
+    ? await openAtomicFile(options.debugLog)
+    : null;
   let engine: Engine;
   try {
     engine = await createEngine(options, {

@@ -464,6 +464,25 @@ Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {
   assert.deepEqual(rejects.map((r) => [r.file, r.line]), [["-", 2]]);
 });
 
+Deno.test("cli: a dry run leaves an earlier debug log as it was", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const debugLog = join(root, "debug.jsonl");
+  const before = '{"previous":"debug log"}\n';
+  await Deno.writeTextFile(debugLog, before);
+  const result = await runCli([
+    ...convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url),
+    "--dry-run",
+    "--debug-log",
+    debugLog,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(await Deno.readTextFile(debugLog), before);
+  const left = (await Array.fromAsync(Deno.readDir(root))).map((entry) => entry.name).sort();
+  assert.deepEqual(left, ["debug.jsonl", "in.jsonl"]);
+  assert.equal(fake.stats.requests, 0);
+});
+
 Deno.test("cli: a JSON array on stdin is read element by element and written as JSONL", async () => {
   await using fake = await startFakeOpenAI();
   const result = await runCli(["-", "--base-url", fake.url, "--model", "m", "-q"], {
