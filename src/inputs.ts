@@ -6,6 +6,7 @@
  * @module
  */
 
+import { fstatSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { PARQUET_TO_JSONL } from "./decompress.ts";
 
@@ -15,7 +16,7 @@ export interface InputPlan {
   readonly input: string;
   /** Output file path; `null` for stdin (results go to stdout). */
   readonly output: string | null;
-  /** Rejects file path; `null` for stdin (see `--rejects`). */
+  /** Rejects file path; for stdin `--rejects`, or `null`: its rejects go to stderr. */
   readonly rejects: string | null;
   /** `.json` files may hold one JSON array of records. */
   readonly format: "jsonl" | "auto";
@@ -24,6 +25,16 @@ export interface InputPlan {
    * bytes); stdin, a named pipe or `<(command)` can be read once only.
    */
   readonly regular: boolean;
+}
+
+/** Files a run writes besides each input's output and rejects; checked with them. */
+export interface RunFiles {
+  /** `--rejects`: where stdin's rejects go; `null` sends them to stderr. @default {null} */
+  readonly rejects?: string | null;
+  /** `--debug-log`. @default {null} */
+  readonly debugLog?: string | null;
+  /** The persistent cache; `null` for none. @default {null} */
+  readonly cache?: string | null;
 }
 
 /** A usage problem with the inputs or the output directory. */
@@ -72,27 +83,29 @@ const USAGE_FILE = "usage.json";
  * Lists the inputs: a file maps to `OUT/<base name>`, a directory to every `.jsonl`/`.json`
  * (or `.jsonl.gz`/`.json.gz`) below it (sorted, recursively) at the same relative path under
  * `OUT`, `-` to stdout. A `.gz` input's output drops the `.gz`: it is written uncompressed.
- * Output paths that collide, or an output that would overwrite its input, are usage errors,
- * whatever the paths: a file to be written that exists already is compared with the inputs by
- * device and inode (by real path where the system has no inodes), so an input that links to an
- * output, or is a hard link of one, is refused too. Every input file is opened and its first
- * byte read, so a run that could not read one stops here, before it spends anything. A named
- * pipe is not: opening one waits for its writer, and a byte read from it would be lost to the
- * conversion.
+ * Files to be written (outputs, rejects, usage, and `files`) that collide, that are a directory,
+ * or that would overwrite an input are usage errors, whatever the paths: a file to be written
+ * that exists already is compared with the inputs, stdin's file among them, by device and inode
+ * (by real path where the system has no inodes), so an input that links to an output, or is a
+ * hard link of one, is refused too. Every input file is opened and its first byte read, so a run
+ * that could not read one stops here, before it spends anything. A named pipe is not: opening
+ * one waits for its writer, and a byte read from it would be lost to the conversion.
  *
  * @param inputs Paths as given on the command line or in the config.
  * @param outputDir The output directory; required unless the only input is `-`.
+ * @param files The run's other files: stdin's rejects, the debug log, the cache.
  * @param onSkipped Told of each file a directory walk leaves out that a user may have meant as
  * data: cotfit's own rejects and usage files, Parquet files.
  * @returns The plan, in input order.
  * @throws {InputReadError} On an input file or directory that cannot be read.
  * @throws {InputError} On a missing input, a directory with no record file, a missing output
- * directory, an output directory that is a file or an input directory, colliding outputs, or
- * an output, rejects or usage file that is an input.
+ * directory, an output directory that is a file or an input directory, or a file to be written
+ * that collides with another, is a directory or is an input.
  */
 export async function planInputs(
   inputs: readonly string[],
   outputDir: string | null,
+  files: RunFiles = {},
   onSkipped: (path: string, why: SkipReason) => void = () => {},
 ): Promise<InputPlan[]> {
   if (inputs.length === 0) throw new InputError("no input: pass a file, a directory or - (stdin)");
@@ -107,7 +120,13 @@ export async function planInputs(
   }
   for (const input of inputs) {
     if (input === "-") {
-      plans.push({ input, output: null, rejects: null, format: "jsonl", regular: false });
+      plans.push({
+        input,
+        output: null,
+        rejects: files.rejects ?? null,
+        format: "jsonl",
+        regular: false,
+      });
       continue;
     }
     if (outRoot === null) {
@@ -158,83 +177,148 @@ export async function planInputs(
   }
   // The probes and checks make synchronous calls, a few per input: as asynchronous ones (about
   // 40 µs each, against 6) they made planning 10,000 files take 1.6 to 3.5 s instead of 0.3.
-  if (outRoot !== null) refuseOverwrites(plans, join(outRoot, USAGE_FILE), view);
+  const usageFile = outRoot === null ? null : join(outRoot, USAGE_FILE);
+  refuseOverwrites(plans, writtenFiles(plans, usageFile, files), view);
   if (plans.filter((plan) => plan.input === "-").length > 1) {
     throw new InputError("stdin (-) can be read only once");
   }
   return plans;
 }
 
+/** A file the run will write, as the overwrite checks see it. */
+interface Written {
+  /** What it is, as messages name it: `output`, `rejects file`, `debug log`... */
+  readonly kind: string;
+  readonly path: string;
+  /** The input whose results it holds; `null` for a file of the whole run. */
+  readonly writer: InputPlan | null;
+  /** The option that chooses its path, named in the advice. */
+  readonly flag: string;
+  /** Written as `PATH.partial`, then renamed into place (see `sink.ts`). */
+  readonly atomic: boolean;
+}
+
 /**
- * Refuses a plan that would write over one of its inputs, or write one file twice: each output,
- * rejects file and their temporary `.partial`, and the run's usage file, against every input and
+ * Every file the run writes. The cache comes before the debug log so that, when they collide,
+ * the message blames the flag the user chose rather than the default cache beside the outputs.
+ */
+function writtenFiles(
+  plans: readonly InputPlan[],
+  usageFile: string | null,
+  files: RunFiles,
+): Written[] {
+  const written: Written[] = [];
+  for (const plan of plans) {
+    if (plan.output !== null) {
+      written.push({ kind: "output", path: plan.output, writer: plan, flag: "-o", atomic: true });
+    }
+    if (plan.rejects !== null) {
+      const flag = plan.input === "-" ? "--rejects" : "-o";
+      written.push({ kind: "rejects file", path: plan.rejects, writer: plan, flag, atomic: true });
+    }
+  }
+  const run = (kind: string, path: string | null | undefined, flag: string, atomic: boolean) => {
+    if (path) written.push({ kind, path, writer: null, flag, atomic });
+  };
+  run("usage file", usageFile, "-o", false);
+  run("cache", files.cache, "--cache", false);
+  run("debug log", files.debugLog, "--debug-log", true);
+  return written;
+}
+
+/**
+ * Refuses a plan that would write over one of its inputs, write one file twice, or write where a
+ * directory is: each file to be written and its temporary `.partial`, against every input and
  * each other. A file to be written that already exists is compared with the inputs by device and
  * inode, which its links share: an input that links to its output's name, or is a hard link of
- * it, would be replaced when the output is renamed into place. Files to be written are compared
- * with each other by where their directory really is.
+ * it, would be replaced when the output is renamed into place. A directory in its place would
+ * fail that rename, after the run was paid for. Files to be written are compared with each other
+ * by where their directory really is.
  */
 function refuseOverwrites(
   plans: readonly InputPlan[],
-  usageFile: string,
+  written: readonly Written[],
   view: DirectoryView,
 ): void {
   // Only a file that exists can be an input, and in a new output directory none does: the inputs
   // are looked up once one does.
   let inputs: Map<string, InputPlan> | null = null;
-  function inputAt(path: string): InputPlan | undefined {
-    if (!view.has(path)) return undefined;
+  function refuse(file: Written, kind: string, path: string): void {
+    // A link to nothing is replaced, not written through.
+    const info = view.has(path) ? statOrNull(path) : null;
+    if (info === null) return;
+    const advice = `choose another ${file.flag}`;
+    if (info.isDirectory) throw new InputError(`${kind} "${path}" is a directory: ${advice}`);
     inputs ??= identifyInputs(plans);
-    try {
-      return inputs.get(identityOf(path));
-    } catch {
-      return undefined; // a link to nothing is replaced, not written through
-    }
-  }
-  function refuse(kind: string, path: string, writer: InputPlan | null): void {
-    const input = inputAt(path);
+    const input = inputs.get(identityOf(path, info));
     if (input === undefined) return;
-    const whose = input === writer ? "its input" : "input";
+    if (input.input === "-") {
+      throw new InputError(`${kind} "${path}" would overwrite the file on stdin: ${advice}`);
+    }
+    const whose = input === file.writer ? "its input" : "input";
     if (resolve(path) === resolve(input.input)) {
-      throw new InputError(`${kind} would overwrite ${whose} "${input.input}": choose another -o`);
+      throw new InputError(`${kind} would overwrite ${whose} "${input.input}": ${advice}`);
     }
     throw new InputError(
       `${kind} "${path}" would overwrite ${whose} "${input.input}", the same file through a ` +
-        "link: choose another -o",
+        `link: ${advice}`,
     );
   }
-  const entryOf = (path: string) => join(view.realDir(dirname(path)), basename(path));
 
-  refuse("usage file", usageFile, null);
-  const usageEntry = entryOf(usageFile);
-  const writers = new Map<string, InputPlan>();
-  for (const plan of plans) {
-    for (const [kind, path] of [["output", plan.output], ["rejects file", plan.rejects]] as const) {
-      if (path === null) continue;
-      refuse(kind, path, plan);
-      refuse(`temporary ${kind}`, `${path}.partial`, plan);
-      const entry = entryOf(path);
-      if (entry === usageEntry) {
-        throw new InputError(
-          `input "${plan.input}" would write "${path}", where the run writes its usage: ` +
-            "rename it or choose another -o",
-        );
-      }
-      const earlier = writers.get(entry);
-      if (earlier !== undefined) {
-        throw new InputError(
-          `inputs "${earlier.input}" and "${plan.input}" would both write "${path}": ` +
-            "process them separately",
-        );
-      }
-      writers.set(entry, plan);
-    }
+  const claims = new Map<string, Claim>();
+  function claim(file: Written, kind: string, path: string): void {
+    const entry = join(view.realDir(dirname(path)), basename(path));
+    const earlier = claims.get(entry);
+    if (earlier === undefined) claims.set(entry, { file, kind, path });
+    else throw new InputError(collision(earlier, { file, kind, path }));
   }
+
+  for (const file of written) {
+    refuse(file, file.kind, file.path);
+    claim(file, file.kind, file.path);
+    if (!file.atomic) continue;
+    const temporary = `${file.path}.partial`;
+    refuse(file, `temporary ${file.kind}`, temporary);
+    claim(file, `temporary ${file.kind}`, temporary);
+  }
+}
+
+/** A file to be written, or its temporary, under the name a message gives it. */
+interface Claim {
+  readonly file: Written;
+  readonly kind: string;
+  readonly path: string;
+}
+
+/** Why two files to be written are one, blaming the one a flag other than -o chose. */
+function collision(earlier: Claim, later: Claim): string {
+  const [a, b] = [earlier.file, later.file];
+  if (a.flag === "-o" && b.flag === "-o") {
+    if (a.writer !== null && b.writer !== null) {
+      return `inputs "${a.writer.input}" and "${b.writer.input}" would both write ` +
+        `"${later.path}": process them separately`;
+    }
+    // The one -o file of the whole run is the usage file.
+    const plan = a.writer ?? b.writer;
+    return `input "${plan?.input}" would write "${later.path}", where the run writes its usage: ` +
+      "rename it or choose another -o";
+  }
+  const [subject, other] = b.flag !== "-o" ? [later, earlier] : [earlier, later];
+  const owner = other.file.writer;
+  const what = owner === null
+    ? `the run's ${other.kind}`
+    : `the ${other.kind} of ${owner.input === "-" ? "stdin" : `input "${owner.input}"`}`;
+  return `${subject.kind} "${subject.path}" is also ${what}: choose another ${subject.file.flag}`;
 }
 
 function identifyInputs(plans: readonly InputPlan[]): Map<string, InputPlan> {
   const inputs = new Map<string, InputPlan>();
   for (const plan of plans) {
-    if (plan.input === "-") continue;
+    if (plan.input === "-") {
+      const stdin = stdinIdentity();
+      if (stdin !== null) inputs.set(stdin, plan);
+      continue;
+    }
     try {
       inputs.set(identityOf(plan.input), plan);
     } catch (error) {
@@ -245,11 +329,32 @@ function identifyInputs(plans: readonly InputPlan[]): Map<string, InputPlan> {
 }
 
 /**
+ * The file stdin reads (`- < data.jsonl`), which a run must not write over either, as
+ * {@linkcode identityOf} names it; `null` for a pipe or a terminal, which no path names. Deno
+ * asks for all permissions to stat `/dev/stdin`; Node's `fstat` of descriptor 0 asks for none.
+ */
+function stdinIdentity(): string | null {
+  try {
+    const info = fstatSync(0);
+    return info.isFile() && info.ino > 0 ? `${info.dev}:${info.ino}` : null;
+  } catch {
+    return null;
+  }
+}
+
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
  * What `path` is, whatever it is called: its device and inode, which every link to it shares, or
  * its real path where the system gives no inode.
  */
-function identityOf(path: string): string {
-  const info = Deno.statSync(path);
+function identityOf(path: string, info = Deno.statSync(path)): string {
   return info.ino === null ? Deno.realPathSync(path) : `${info.dev}:${info.ino}`;
 }
 

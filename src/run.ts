@@ -59,7 +59,7 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
  */
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
   const skipped = new Map<SkipReason, string[]>();
-  const plans = await planInputs(options.inputs, options.output, (path, why) => {
+  const plans = await planInputs(options.inputs, options.output, {}, (path, why) => {
     skipped.set(why, [...skipped.get(why) ?? [], path]);
   });
   for (const [why, paths] of skipped) env.stderr(skippedWarning(why, paths));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { InputError, InputReadError, planInputs } from "../src/inputs.ts";
+import { InputError, InputReadError, planInputs, type RunFiles } from "../src/inputs.ts";
 
 async function tree(files: Record<string, string>): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: "cotfit-inputs-" });
@@ -22,6 +22,7 @@ Deno.test("planInputs() maps a directory recursively to the same relative names"
   const plans = await planInputs(
     [join(root, "in")],
     join(root, "out"),
+    {},
     (path, why) => skipped.push([path, why]),
   );
   assert.deepEqual(plans.map((p) => [p.output, p.rejects, p.format]), [
@@ -96,6 +97,8 @@ Deno.test("planInputs() maps a file to its base name and - to stdout", async () 
   const plans = await planInputs([join(root, "deep/x.jsonl"), "-"], join(root, "out"));
   assert.equal(plans[0].output, join(root, "out/x.jsonl"));
   assert.deepEqual([plans[1].input, plans[1].output, plans[1].rejects], ["-", null, null]);
+  const withRejects = await planInputs(["-"], null, { rejects: join(root, "r.jsonl") });
+  assert.equal(withRejects[0].rejects, join(root, "r.jsonl"));
 });
 
 Deno.test("planInputs() skips the output directory when it sits inside the input", async () => {
@@ -251,4 +254,103 @@ Deno.test("planInputs() refuses a rejects, temporary or usage file that is an in
     `inputs "${join(root, "tree/a.jsonl")}" and "${join(root, "tree/sub/a.jsonl")}" would both ` +
       `write "${join(out, "sub/a.jsonl")}": process them separately`,
   );
+});
+
+Deno.test("planInputs() refuses a --rejects, --debug-log or cache that is an input or another file the run writes", async () => {
+  const root = await tree({ "p/a.jsonl": "", "cache.sqlite": "" });
+  await Deno.link(join(root, "p/a.jsonl"), join(root, "hard.jsonl"));
+  const input = join(root, "p/a.jsonl");
+  const out = join(root, "out");
+  const refuses = (inputs: string[], files: RunFiles, message: string) =>
+    assert.rejects(
+      () => planInputs(inputs, out, files),
+      (error: InputError) => error instanceof InputError && error.message === message,
+    );
+  await refuses(
+    ["-", input],
+    { rejects: input },
+    `rejects file would overwrite input "${input}": choose another --rejects`,
+  );
+  await refuses(
+    [input, "-"],
+    { rejects: join(out, "a.jsonl") },
+    `rejects file "${join(out, "a.jsonl")}" is also the output of input "${input}": ` +
+      "choose another --rejects",
+  );
+  await refuses(
+    ["-"],
+    { rejects: join(out, "usage.json") },
+    `rejects file "${join(out, "usage.json")}" is also the run's usage file: ` +
+      "choose another --rejects",
+  );
+  // The debug log is written whether or not an input is stdin.
+  await refuses(
+    [input],
+    { debugLog: input },
+    `debug log would overwrite input "${input}": choose another --debug-log`,
+  );
+  await refuses(
+    [input],
+    { debugLog: join(root, "hard.jsonl") },
+    `debug log "${join(root, "hard.jsonl")}" would overwrite input "${input}", the same file ` +
+      "through a link: choose another --debug-log",
+  );
+  await refuses(
+    [input],
+    { debugLog: join(out, "a.jsonl") },
+    `debug log "${join(out, "a.jsonl")}" is also the output of input "${input}": ` +
+      "choose another --debug-log",
+  );
+  await refuses(
+    [input],
+    { debugLog: join(out, "a.jsonl.partial") },
+    `debug log "${join(out, "a.jsonl.partial")}" is also the temporary output of input ` +
+      `"${input}": choose another --debug-log`,
+  );
+  await refuses(
+    ["-"],
+    { rejects: join(root, "r.jsonl"), debugLog: join(root, "r.jsonl") },
+    `debug log "${join(root, "r.jsonl")}" is also the rejects file of stdin: ` +
+      "choose another --debug-log",
+  );
+  await refuses(
+    [input],
+    { cache: join(root, "cache.sqlite"), debugLog: join(root, "cache.sqlite") },
+    `debug log "${join(root, "cache.sqlite")}" is also the run's cache: choose another --debug-log`,
+  );
+  await refuses(
+    [input],
+    { cache: input },
+    `cache would overwrite input "${input}": choose another --cache`,
+  );
+  // Nothing else is in the way.
+  const plans = await planInputs(["-", input], out, {
+    rejects: join(root, "r.jsonl"),
+    debugLog: join(root, "debug.jsonl"),
+    cache: join(root, "cache.sqlite"),
+  });
+  assert.equal(plans.length, 2);
+});
+
+Deno.test("planInputs() refuses a file to be written where a directory is", async () => {
+  const root = await tree({
+    "p/a.jsonl": "",
+    "d/x": "",
+    "o1/a.jsonl/x": "",
+    "o2/usage.json/x": "",
+  });
+  const input = join(root, "p/a.jsonl");
+  const dir = join(root, "d");
+  const refuses = (inputs: string[], out: string | null, files: RunFiles, message: string) =>
+    assert.rejects(
+      () => planInputs(inputs, out && join(root, out), files),
+      (error: InputError) => error instanceof InputError && error.message === message,
+    );
+  const isDir = (what: string, path: string, flag: string) =>
+    `${what} "${path}" is a directory: choose another ${flag}`;
+  await refuses([input], "o", { debugLog: dir }, isDir("debug log", dir, "--debug-log"));
+  await refuses(["-"], null, { rejects: dir }, isDir("rejects file", dir, "--rejects"));
+  await refuses([input], "o", { cache: dir }, isDir("cache", dir, "--cache"));
+  await refuses([input], "o1", {}, isDir("output", join(root, "o1/a.jsonl"), "-o"));
+  await refuses([input], "o2", {}, isDir("usage file", join(root, "o2/usage.json"), "-o"));
 });
