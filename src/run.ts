@@ -59,7 +59,12 @@ export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
  */
 export async function runConversion(options: Options, env: RunEnvironment): Promise<number> {
   const skipped = new Map<SkipReason, string[]>();
-  const plans = await planInputs(options.inputs, options.output, {}, (path, why) => {
+  const plans = await planInputs(options.inputs, options.output, {
+    rejects: options.rejects,
+    // Checked in a dry run too, which writes neither, so that it finds what the run would refuse.
+    debugLog: options.debugLog,
+    cache: plannedCachePath(options),
+  }, (path, why) => {
     skipped.set(why, [...skipped.get(why) ?? [], path]);
   });
   for (const [why, paths] of skipped) env.stderr(skippedWarning(why, paths));
@@ -219,8 +224,6 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
       ? nullSink()
       : plan.rejects
       ? await openAtomicFile(plan.rejects)
-      : options.rejects
-      ? await openAtomicFile(options.rejects)
       : stderrSink(env);
 
   const pipeline = rephraseStream({
@@ -358,14 +361,15 @@ async function runSelection(
   return selection(options.sample, Math.min(total, options.limit ?? Infinity), options.seed);
 }
 
-/**
- * The persistent cache: `--cache`, else beside the outputs; stdin-to-stdout runs keep none.
- * A dry run only reads an existing one, so it leaves nothing behind.
- */
-async function runCachePath(options: Options): Promise<string | null> {
+/** The persistent cache: `--cache`, else beside the outputs; stdin-to-stdout runs keep none. */
+function plannedCachePath(options: Options): string | null {
   if (options.noCache) return null;
-  const path = options.cache ??
-    (options.output ? join(options.output, ".cotfit-cache.sqlite") : null);
+  return options.cache ?? (options.output ? join(options.output, ".cotfit-cache.sqlite") : null);
+}
+
+/** The cache the run opens: a dry run only reads an existing one, so it leaves nothing behind. */
+async function runCachePath(options: Options): Promise<string | null> {
+  const path = plannedCachePath(options);
   if (path === null || !options.dryRun) return path;
   return await Deno.stat(path).then(() => path, () => null);
 }

@@ -25,12 +25,12 @@ export interface CliResult {
  * Runs `main.ts` with the given arguments in a subprocess, as a user would.
  *
  * @param args CLI arguments.
- * @param options Text (or bytes) for stdin, extra environment.
+ * @param options Text (or bytes) for stdin, or a file to give as stdin, extra environment.
  * @returns Exit code, stdout and stderr.
  */
 export async function runCli(
   args: string[],
-  options: { stdin?: string | Uint8Array; env?: Record<string, string> } = {},
+  options: { stdin?: string | Uint8Array; stdinFile?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   const command = cliCommand(args, { ...options, stdin: options.stdin !== undefined });
   const child = command.spawn();
@@ -49,24 +49,31 @@ export async function runCli(
  * The `deno run main.ts ...` command with the narrow permissions a user would give.
  *
  * @param args CLI arguments.
- * @param options Whether stdin is piped, extra environment.
+ * @param options Whether stdin is piped, or a file to give as stdin (`< FILE`, through `sh`),
+ * extra environment.
  * @returns The command, not yet spawned; stdout and stderr are piped.
  */
 export function cliCommand(
   args: string[],
-  options: { stdin?: boolean; env?: Record<string, string> } = {},
+  options: { stdin?: boolean; stdinFile?: string; env?: Record<string, string> } = {},
 ): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net=127.0.0.1",
-      "--allow-env",
-      MAIN,
-      ...args,
-    ],
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--allow-read",
+    "--allow-write",
+    "--allow-net=127.0.0.1",
+    "--allow-env",
+    MAIN,
+    ...args,
+  ];
+  // Deno.Command pipes stdin or gives none; a shell redirect gives the file itself.
+  const [program, ...rest] = options.stdinFile === undefined
+    ? deno
+    : ["sh", "-c", 'file=$1; shift; exec "$@" < "$file"', "sh", options.stdinFile, ...deno];
+  return new Deno.Command(program, {
+    args: rest,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

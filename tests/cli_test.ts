@@ -483,6 +483,27 @@ Deno.test("cli: a dry run leaves an earlier debug log as it was", async () => {
   assert.equal(fake.stats.requests, 0);
 });
 
+Deno.test("cli: with stdin, a clean run removes the --rejects file an earlier run left; a dry run keeps it", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({});
+  const rejects = join(root, "r.jsonl");
+  const args = ["-", "--base-url", fake.url, "--model", "m", "-q", "--rejects", rejects];
+  const good = JSON.stringify(SHAREGPT[0]) + "\n";
+  const first = await runCli(args, { stdin: good + "nope\n" });
+  assert.equal(first.code, 1, first.stderr);
+  const old = await Deno.readTextFile(rejects);
+  assert.equal(parseJsonl(old).length, 1);
+  // A dry run writes and removes nothing, whatever it finds.
+  for (const stdin of [good, good + "nope\nnope\n"]) {
+    const dry = await runCli([...args, "--dry-run"], { stdin });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(await Deno.readTextFile(rejects), old);
+  }
+  const clean = await runCli(args, { stdin: good });
+  assert.equal(clean.code, 0, clean.stderr);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(root)), []);
+});
+
 Deno.test("cli: a JSON array on stdin is read element by element and written as JSONL", async () => {
   await using fake = await startFakeOpenAI();
   const result = await runCli(["-", "--base-url", fake.url, "--model", "m", "-q"], {
@@ -829,6 +850,100 @@ Deno.test("cli: an output that is its input through a link or a hard link is ref
       ),
     );
     assert.equal(await Deno.readTextFile(join(root, "same", name)), record);
+  }
+  assert.equal(fake.stats.requests, 0);
+});
+
+Deno.test(
+  "cli: a --rejects or --debug-log that is an input or another file of the run is refused before any call, the input kept",
+  { ignore: Deno.build.os === "windows" }, // `< FILE` goes through sh
+  async () => {
+    await using fake = await startFakeOpenAI();
+    const record = JSON.stringify(SHAREGPT[0]) + "\n";
+    const rejected = JSON.stringify({ conversations: [{ from: "human", value: "q" }] }) + "\n";
+    const root = await tempTree({ "a.jsonl": record, "in.jsonl": record + rejected });
+    const [a, stdinFile, out] = [join(root, "a.jsonl"), join(root, "in.jsonl"), join(root, "out")];
+    const q = JSON.stringify;
+    const cases: [string[], { stdin?: string; stdinFile?: string }, string][] = [
+      [
+        ["-", a, "-o", out, "--rejects", a],
+        { stdin: record + rejected },
+        `rejects file would overwrite input ${q(a)}: choose another --rejects`,
+      ],
+      [
+        ["-", a, "-o", out, "--rejects", join(out, "a.jsonl")],
+        { stdin: record + rejected },
+        `rejects file ${q(join(out, "a.jsonl"))} is also the output of input ${q(a)}: ` +
+        "choose another --rejects",
+      ],
+      [
+        ["-", "--rejects", stdinFile],
+        { stdinFile },
+        `rejects file ${q(stdinFile)} would overwrite the file on stdin: choose another --rejects`,
+      ],
+      [
+        [a, "-o", out, "--debug-log", a],
+        {},
+        `debug log would overwrite input ${q(a)}: choose another --debug-log`,
+      ],
+      [
+        [a, "-o", out, "--debug-log", join(out, "a.jsonl")],
+        {},
+        `debug log ${q(join(out, "a.jsonl"))} is also the output of input ${q(a)}: ` +
+        "choose another --debug-log",
+      ],
+      [
+        ["-", "--debug-log", stdinFile],
+        { stdinFile },
+        `debug log ${q(stdinFile)} would overwrite the file on stdin: choose another --debug-log`,
+      ],
+    ];
+    for (const [args, stdin, message] of cases) {
+      const result = await runCli([...args, "--base-url", fake.url, "--model", "m"], stdin);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, new RegExp(`^error: ${RegExp.escape(message)}\n`));
+      assert.equal(await Deno.readTextFile(a), record);
+      assert.equal(await Deno.readTextFile(stdinFile), record + rejected);
+      assert.deepEqual((await Array.fromAsync(Deno.readDir(root))).map((e) => e.name).sort(), [
+        "a.jsonl",
+        "in.jsonl",
+      ]);
+    }
+    assert.equal(fake.stats.requests, 0);
+  },
+);
+
+Deno.test("cli: a --debug-log or --rejects that is a directory exits 2 before any call", async () => {
+  await using fake = await startFakeOpenAI();
+  const record = JSON.stringify(SHAREGPT[0]) + "\n";
+  const root = await tempTree({ "a.jsonl": record, "dir/x": "" });
+  const dir = join(root, "dir");
+  for (
+    const [args, flag, what] of [
+      [
+        [join(root, "a.jsonl"), "-o", join(root, "out"), "--debug-log", dir],
+        "--debug-log",
+        "debug log",
+      ],
+      [["-", "--rejects", dir], "--rejects", "rejects file"],
+    ]
+  ) {
+    const result = await runCli([...args, "--base-url", fake.url, "--model", "m"], {
+      stdin: record + "not json\n",
+    });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `^error: ${what} ${RegExp.escape(JSON.stringify(dir))} is a directory: ` +
+          `choose another ${flag}\n`,
+      ),
+    );
+    assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(root))).map((e) => e.name).sort(), [
+      "a.jsonl",
+      "dir",
+    ]);
   }
   assert.equal(fake.stats.requests, 0);
 });
