@@ -117,8 +117,8 @@ EXIT CODES:
   0    every record was written
   1    some records were rejected (see the rejects files)
   2    bad usage, flag or config, an input or prompt file that cannot be read, an output or
-       cache that cannot be created, an output that would overwrite an input, or the LLM
-       endpoint refused the run (bad key or model)
+       cache that cannot be created, a file to be written that would overwrite an input or
+       another file of the run, or the LLM endpoint refused the run (bad key or model)
   130  interrupted; run the same command again to resume from the cache
 
 PERMISSIONS:
