@@ -37,7 +37,10 @@ import type { ChatMessage, TokenUsage } from "./types.ts";
 
 /** How to reach the endpoint and what to ask of it. */
 export interface ChatClientOptions {
-  /** Base URL of the OpenAI-compatible API, ending in `/v1` for most servers. */
+  /**
+   * Base URL of the OpenAI-compatible API, ending in `/v1` for most servers; a query (Azure's
+   * `?api-version=`) is sent after `/chat/completions`.
+   */
   baseURL: string;
   /**
    * Bearer token; never shown in any error message. Local servers often need none: an empty
@@ -129,9 +132,9 @@ export interface ChatClient extends Disposable {
 
 /**
  * Makes a client that sends one non-streaming chat request per {@linkcode ChatClient.complete}
- * call, `POST {baseURL}/chat/completions` with the key as a bearer token. It never retries: the
- * caller owns retries, so it can count them, honour `retryAfterMs` and also retry cut or invalid
- * bodies.
+ * call, `POST {baseURL}/chat/completions` (the query of `baseURL` kept after it) with the key as
+ * a bearer token. It never retries: the caller owns retries, so it can count them, honour
+ * `retryAfterMs` and also retry cut or invalid bodies.
  *
  * @param options Endpoint, model, sampling and deadline.
  * @returns A client; `close()` it (or `using` it) to release its pooled connections.
@@ -163,7 +166,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     throw new RangeError(`Cannot create chat client: timeoutMs must be > 0, got ${timeoutMs}`);
   }
   const origin = httpOrigin(options.baseURL);
-  const url = new URL(`${options.baseURL.replace(/\/+$/, "")}/chat/completions`);
+  const url = completionsURL(options.baseURL);
   const transport = options.transport ??
     (options.fetch === undefined && poolSuits(url) ? "pooled" : "fetch");
   if (transport === "pooled" && url.protocol !== "http:") {
@@ -402,6 +405,17 @@ function usageOf(usage: unknown): TokenUsage | null {
 
 function isTokenCount(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/**
+ * `/chat/completions` appended to the base URL's path (trailing slashes dropped), its query kept:
+ * Azure OpenAI's base URLs carry `?api-version=`.
+ */
+function completionsURL(baseURL: string): URL {
+  const url = new URL(baseURL);
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/chat/completions`;
+  url.hash = "";
+  return url;
 }
 
 /**

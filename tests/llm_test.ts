@@ -4,6 +4,7 @@ import { LlmError } from "../src/llm_error.ts";
 import { retryDelay } from "../src/retry_delay.ts";
 import {
   type ChatRequestBody,
+  completionResponse,
   errorResponse,
   type RespondHook,
   startOfflineLlm,
@@ -54,6 +55,23 @@ async function until(check: () => boolean, timeoutMs = 3_000): Promise<void> {
 
 function replyWith(respond: RespondHook) {
   return startOfflineLlm({ respond });
+}
+
+/** A Deno.serve server on 127.0.0.1, for replies the offline endpoint does not give. */
+function serve(handler: (request: Request) => Response | Promise<Response>) {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** A reply that a call takes as a thought. */
+function okReply(): Response {
+  return completionResponse({
+    model: "test-model",
+    content: "<thought_process>\nok\n</thought_process>",
+  });
 }
 
 Deno.test("complete() returns content, finish reason and usage", async () => {
@@ -479,6 +497,34 @@ Deno.test("complete() posts the model, sampling fields and messages as JSON", as
       })
     ),
   );
+});
+
+Deno.test("complete() appends /chat/completions to the base URL's path and keeps its query", async (t) => {
+  for (const transport of ["pooled", "fetch"] as const) {
+    await t.step(transport, async () => {
+      const seen: string[] = [];
+      await using server = serve((request) => {
+        const url = new URL(request.url);
+        seen.push(`${url.pathname}${url.search}`);
+        return okReply();
+      });
+      for (
+        const base of [
+          "/openai/v1?api-version=2024-10-21",
+          "/openai/v1/?api-version=2024-10-21",
+          "/v1//",
+        ]
+      ) {
+        using client = clientFor(`${server.url}${base}`, { transport });
+        await client.complete(MESSAGES);
+      }
+      assert.deepEqual(seen, [
+        "/openai/v1/chat/completions?api-version=2024-10-21",
+        "/openai/v1/chat/completions?api-version=2024-10-21",
+        "/v1/chat/completions",
+      ]);
+    });
+  }
 });
 
 Deno.test("complete() sends each of many concurrent bodies intact, small and huge", async (t) => {
