@@ -248,7 +248,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
             if (refusals < MAX_FIELDS && adapt(error)) continue;
             throw error;
           }
-          return replyFrom(json, Math.round(performance.now() - started), context);
+          return replyFrom(json, reply.status, Math.round(performance.now() - started), context);
         }
       } catch (error) {
         if (callerSignal?.aborted) throw abortedError();
@@ -366,14 +366,26 @@ function parseOrUndefined(text: string): unknown {
   }
 }
 
-function replyFrom(raw: unknown, latencyMs: number, context: ErrorContext): ChatReply {
+/** The reply of a 2xx `status` whose body parsed to `raw` (`undefined`: none). */
+function replyFrom(
+  raw: unknown,
+  status: number,
+  latencyMs: number,
+  context: ErrorContext,
+): ChatReply {
   if (!isRecord(raw)) {
+    if (raw === undefined || raw === "") {
+      throw new LlmError("transient", `upstream answered ${status} with no body`);
+    }
     const preview = typeof raw === "string" ? `: ${detailOf(raw, context)}` : "";
-    throw new LlmError("transient", `upstream answered 200 with a body that is not JSON${preview}`);
+    throw new LlmError(
+      "transient",
+      `upstream answered ${status} with a body that is not JSON${preview}`,
+    );
   }
   const choice = Array.isArray(raw.choices) ? raw.choices[0] : undefined;
   if (!isRecord(choice) || !isRecord(choice.message)) {
-    throw new LlmError("transient", "upstream answered 200 without a choice message");
+    throw new LlmError("transient", `upstream answered ${status} without a choice message`);
   }
   return {
     content: contentOf(choice.message.content),

@@ -407,6 +407,34 @@ Deno.test("complete() treats a 200 without choices as transient", async () => {
   assert.equal(error.message, "upstream answered 200 without a choice message");
 });
 
+Deno.test("complete() names the status of a success reply with no body", async (t) => {
+  const replies: [string, () => Response, RegExp][] = [
+    ["204", () => new Response(null, { status: 204 }), /^upstream answered 204 with no body$/],
+    [
+      "202 empty JSON",
+      () => new Response("", { status: 202, headers: { "content-type": "application/json" } }),
+      /^upstream answered 202 with no body$/,
+    ],
+    [
+      "201 text",
+      () => new Response("queued", { status: 201 }),
+      /^upstream answered 201 with a body that is not JSON: queued$/,
+    ],
+  ];
+  for (const transport of ["pooled", "fetch"] as const) {
+    for (const [name, reply, message] of replies) {
+      await t.step(`${transport}: ${name}`, async () => {
+        await using server = serve(reply);
+        using client = clientFor(`${server.url}/v1`, { transport });
+        const error = await failure(client.complete(MESSAGES));
+
+        assert.equal(error.kind, "transient");
+        assert.match(error.message, message);
+      });
+    }
+  }
+});
+
 Deno.test("complete() treats a 200 HTML page as transient", async () => {
   await using llm = await replyWith(() =>
     new Response("<html>\n<body>Proxy login for " + API_KEY + "</body></html>", {
