@@ -21,7 +21,7 @@ import {
 } from "./http1_response.ts";
 import { createLimiter } from "./pool.ts";
 
-export { type Http1Response, HttpResponseError } from "./http1_response.ts";
+export { type Http1Response, HttpResponseError, ResponseTooLargeError } from "./http1_response.ts";
 
 /** Options of {@linkcode createHttp1Pool}. */
 export interface Http1PoolOptions {
@@ -52,6 +52,7 @@ export interface Http1Pool extends Disposable {
    * Sends `POST path` with `headers` and `body` and reads the whole response. `body` is copied
    * before this returns its promise, so the caller may reuse its buffer right away.
    *
+   * @throws {ResponseTooLargeError} when the response is over `maxResponseBytes`.
    * @throws {HttpResponseError} when the response breaks HTTP/1.1 or is cut short.
    * @throws {DOMException} `AbortError` when `signal` aborts.
    * @throws {Error} the network error (`Deno.errors.ConnectionRefused`...) when no response
@@ -67,6 +68,8 @@ export interface Http1Pool extends Disposable {
   close(): void;
 }
 const READ_CHUNK_BYTES = 8 * 1024;
+/** Default of {@linkcode Http1PoolOptions.maxResponseBytes}. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 // The WHATWG URL parser has already normalised IPv4 hosts to dotted decimal.
 const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
@@ -99,7 +102,11 @@ export function createHttp1Pool(origin: string | URL, options: Http1PoolOptions 
   if (url.protocol !== "http:") {
     throw new TypeError(`Cannot create HTTP/1.1 pool: ${url.protocol} is not http:`);
   }
-  const { idleMs = 4_000, maxResponseBytes = 64 * 1024 * 1024, maxConnecting = 32 } = options;
+  const {
+    idleMs = 4_000,
+    maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES,
+    maxConnecting = 32,
+  } = options;
   const connecting = createLimiter(maxConnecting);
   const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = url.port === "" ? 80 : Number(url.port);

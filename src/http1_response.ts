@@ -31,6 +31,18 @@ export class HttpResponseError extends TypeError {
   }
 }
 
+/**
+ * A response over the pool's cap. Not a cut: the same request would get the same reply, so it is
+ * not worth another download.
+ */
+export class ResponseTooLargeError extends HttpResponseError {
+  /** Builds the error for a response over `maxBytes`. */
+  constructor(readonly maxBytes: number) {
+    super(`Cannot read response: over ${maxBytes} bytes`);
+    this.name = "ResponseTooLargeError";
+  }
+}
+
 const CR = 13;
 const LF = 10;
 const HEADER_MAX_BYTES = 64 * 1024;
@@ -128,6 +140,7 @@ export class ResponseReader {
       body = await this.#chunked(bodyStart);
     } else {
       while (await this.#fill());
+      if (this.#length > this.#max) throw tooLarge(this.#max);
       body = this.#buffer.subarray(bodyStart, this.#length);
       reusable = false;
     }
@@ -210,6 +223,8 @@ export class ResponseReader {
    * bytes in all (at least one more), up to the response cap.
    */
   #room(want: number): Uint8Array {
+    // Also when the buffer has room: a cap below its size still holds.
+    if (this.#length > this.#max) throw tooLarge(this.#max);
     const needed = Math.max(want, this.#length + 1);
     if (needed > this.#buffer.length || this.#length === this.#buffer.length) {
       let size = this.#buffer.length * 2;
@@ -336,6 +351,6 @@ class Response1 implements Http1Response {
   }
 }
 
-function tooLarge(max: number): HttpResponseError {
-  return new HttpResponseError(`Cannot read response: over ${max} bytes`);
+function tooLarge(max: number): ResponseTooLargeError {
+  return new ResponseTooLargeError(max);
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createHttp1Pool, HttpResponseError } from "../src/http1.ts";
+import { createHttp1Pool, HttpResponseError, ResponseTooLargeError } from "../src/http1.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -239,10 +239,24 @@ Deno.test("createHttp1Pool() fails a cut or malformed response with HttpResponse
   }
 });
 
-Deno.test("createHttp1Pool() refuses a response over maxResponseBytes", async () => {
-  await using server = rawServer(() => ({ bytes: ok("y".repeat(5_000)) }));
-  using pool = createHttp1Pool(server.url, { maxResponseBytes: 1_000 });
-  await assert.rejects(pool.post("/", HEADERS, "{}"), /over 1000 bytes/);
+Deno.test("createHttp1Pool() refuses a response over maxResponseBytes, however framed", async (t) => {
+  const big = "y".repeat(5_000);
+  const framings: Record<string, string> = {
+    "content-length": ok(big),
+    chunked: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" +
+      `400\r\n${big.slice(0, 0x400)}\r\n`.repeat(5) + "0\r\n\r\n",
+    "end of connection": `HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n${big}`,
+  };
+  for (const [name, bytes] of Object.entries(framings)) {
+    await t.step(name, async () => {
+      await using server = rawServer(() => ({ bytes, close: true }));
+      using pool = createHttp1Pool(server.url, { maxResponseBytes: 1_000 });
+      const error = await pool.post("/", HEADERS, "{}").then(() => null, (error) => error);
+      assert.ok(error instanceof ResponseTooLargeError, String(error));
+      assert.equal(error.maxBytes, 1_000);
+      assert.match(error.message, /over 1000 bytes/);
+    });
+  }
 });
 
 Deno.test("createHttp1Pool() fails with the network error when nothing listens", async () => {
