@@ -153,8 +153,11 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
           if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
           const result: ThoughtOutcome = {
             ok: false,
+            // A rejection without a status is cotfit's own (a reply over the cap): said as is.
             reason: error.kind === "transient"
               ? `upstream unavailable: ${error.message}`
+              : error.status === undefined
+              ? error.message
               : `upstream rejected the request: ${error.message}`,
           };
           const failure = error.status

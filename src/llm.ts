@@ -22,7 +22,14 @@ import {
   APIUserAbortError,
 } from "openai/error";
 import { createDeadlines, followAbort, unfollowAbort } from "./deadlines.ts";
-import { createHttp1Pool, type Http1Pool, HttpResponseError, poolSuits } from "./http1.ts";
+import {
+  createHttp1Pool,
+  DEFAULT_MAX_RESPONSE_BYTES,
+  type Http1Pool,
+  HttpResponseError,
+  poolSuits,
+  ResponseTooLargeError,
+} from "./http1.ts";
 import {
   abortedError,
   classify,
@@ -30,7 +37,9 @@ import {
   type ErrorContext,
   LlmError,
   timeoutError,
+  tooLargeError,
 } from "./llm_error.ts";
+import { concat } from "./lines.ts";
 import { bodyWriter, type RequestFields } from "./request_body.ts";
 import { MAX_FIELDS, requestFix } from "./request_fix.ts";
 import type { ChatMessage, TokenUsage } from "./types.ts";
@@ -83,6 +92,12 @@ export interface ChatClientOptions {
    * @default {globalThis.fetch}
    */
   fetch?: typeof fetch;
+  /**
+   * Largest reply accepted, in bytes (decoded, and for the pool with its head); a larger one
+   * rejects the call at once, unread past the cap.
+   * @default {64 * 1024 * 1024}
+   */
+  maxResponseBytes?: number;
   /**
    * How requests travel. `pooled`: over cotfit's keep-alive HTTP/1.1 pool (`src/http1.ts`),
    * which costs a third of `fetch`'s CPU per call; `http:` base URLs only, no proxy. `fetch`:
@@ -161,7 +176,7 @@ export interface ChatClient extends Disposable {
  * ```
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
-  const { apiKey, timeoutMs } = options;
+  const { apiKey, timeoutMs, maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES } = options;
   if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
     throw new RangeError(`Cannot create chat client: timeoutMs must be > 0, got ${timeoutMs}`);
   }
@@ -181,7 +196,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     path: `${url.pathname}${url.search}`,
     headers: { "content-type": "application/json", accept: "application/json", authorization },
     fetch: options.fetch ?? fetch,
-    pool: transport === "pooled" ? createHttp1Pool(url) : undefined,
+    maxBytes: maxResponseBytes,
+    pool: transport === "pooled" ? createHttp1Pool(url, { maxResponseBytes }) : undefined,
   };
   const context: ErrorContext = {
     apiKey,
@@ -274,6 +290,8 @@ interface Endpoint {
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly fetch: typeof fetch;
+  /** Cap on one reply's body through `fetch` (the pool has its own). */
+  readonly maxBytes: number;
   /** Set when requests go through cotfit's own HTTP/1.1 pool instead of `fetch`. */
   readonly pool?: Http1Pool;
 }
@@ -330,21 +348,47 @@ async function sendFetch(
   }
   const { status, headers } = response;
   const header = (name: string) => headers.get(name);
-  if (!response.ok) {
-    const body = await response.text().catch((error) =>
-      error instanceof Error ? error.message : String(error)
-    );
-    return { status, header, headers, body };
-  }
-  if (headers.get("content-length") === "0") {
+  const length = headers.get("content-length");
+  if (length === "0" || Number(length) > endpoint.maxBytes) {
     await response.body?.cancel();
+    if (length !== "0") throw tooLargeError(endpoint.maxBytes);
     return { status, header, headers, body: "" };
   }
-  return { status, header, headers, body: await response.text() };
+  if (!response.ok) {
+    const body = await textUpTo(response, endpoint.maxBytes).catch((error) => {
+      if (error instanceof LlmError) throw error;
+      return error instanceof Error ? error.message : String(error);
+    });
+    return { status, header, headers, body };
+  }
+  return { status, header, headers, body: await textUpTo(response, endpoint.maxBytes) };
+}
+
+/**
+ * The body as text, read no further than `maxBytes` (decoded): `text()` would hold any size, and
+ * a reply of 70 MB read three times per record kept a run busy for minutes at 2.4 GB.
+ */
+async function textUpTo(response: Response, maxBytes: number): Promise<string> {
+  if (response.body === null) return "";
+  const reader = response.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    total += read.value.length;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLargeError(maxBytes);
+    }
+    parts.push(read.value);
+  }
+  return utf8.decode(parts.length === 1 ? parts[0] : concat(parts, total));
 }
 
 /** What a failed pooled request is, as `fetch` would have failed it. */
 function pooledFailure(error: unknown, signal: AbortSignal): Error {
+  if (error instanceof ResponseTooLargeError && !signal.aborted) {
+    return tooLargeError(error.maxBytes);
+  }
   // A response that started and broke is a cut body, as with fetch.
   if (error instanceof HttpResponseError && !signal.aborted) return error;
   return connectionFailure(error, signal);
@@ -357,6 +401,8 @@ function connectionFailure(error: unknown, signal: AbortSignal): Error {
   if (/timed? ?out/i.test(`${cause} ${cause.cause ?? ""}`)) return new APIConnectionTimeoutError();
   return new APIConnectionError({ cause });
 }
+
+const utf8 = new TextDecoder();
 
 function parseOrUndefined(text: string): unknown {
   try {

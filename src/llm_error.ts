@@ -237,6 +237,22 @@ export function detailOf(text: string, context: ErrorContext): string {
   return line.length > DETAIL_MAX_CHARS ? `${line.slice(0, DETAIL_MAX_CHARS)}…` : line;
 }
 
+/**
+ * The error for a reply over the cap on one reply: the record is given up at once, as the same
+ * request would bring the same reply (status-less, so not blamed on a refusing server).
+ *
+ * @param maxBytes The cap.
+ * @returns The `rejected` error naming the cap.
+ */
+export function tooLargeError(maxBytes: number): LlmError {
+  const MiB = 1024 * 1024;
+  const cap = maxBytes % MiB === 0 ? `${maxBytes / MiB} MiB` : `${maxBytes} bytes`;
+  return new LlmError(
+    "rejected",
+    `upstream reply over ${cap}, cotfit's cap on one reply: not read further`,
+  );
+}
+
 /** The error for a call whose caller aborted it. */
 export function abortedError(): LlmError {
   return new LlmError("aborted", "request aborted by the caller");

@@ -5,7 +5,7 @@ import {
   type ThoughtWriter,
   type ThoughtWriterOptions,
 } from "../src/generate.ts";
-import type { ChatClient, ChatReply } from "../src/llm.ts";
+import { type ChatClient, type ChatReply, createChatClient } from "../src/llm.ts";
 import { createLimiter } from "../src/pool.ts";
 import { loadPrompt } from "../src/prompt.ts";
 import { singleTurnRequest } from "./cli_helpers.ts";
@@ -182,4 +182,29 @@ Deno.test("createThoughtWriter() still answers a turn whose identical twin's ask
   assert.deepEqual(await second, expected);
   assert.deepEqual(await third, expected);
   assert.equal(gate.calls(), 2);
+});
+
+Deno.test("createThoughtWriter() gives up a record at once when its reply is over the cap", async () => {
+  let requests = 0;
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    requests++;
+    return new Response("x".repeat(100_000), { headers: { "content-type": "application/json" } });
+  });
+  for (const transport of ["pooled", "fetch"] as const) {
+    requests = 0;
+    using client = createChatClient({
+      baseURL: `http://127.0.0.1:${server.addr.port}/v1`,
+      apiKey: "",
+      model: "m",
+      timeoutMs: 5_000,
+      transport,
+      maxResponseBytes: 64 * 1024,
+    });
+    const writeThought = await writerFor(client, { retries: 3, retryBaseMs: 1 });
+    assert.deepEqual(await writeThought(REQUEST, { line: 1 }), {
+      ok: false,
+      reason: "upstream reply over 65536 bytes, cotfit's cap on one reply: not read further",
+    });
+    assert.equal(requests, 1, transport);
+  }
 });

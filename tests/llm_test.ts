@@ -435,6 +435,43 @@ Deno.test("complete() names the status of a success reply with no body", async (
   }
 });
 
+Deno.test("complete() rejects a reply over maxResponseBytes at once, not as a cut to retry", async (t) => {
+  const piece = new TextEncoder().encode(`{"filler":"${"x".repeat(16 * 1024)}",`);
+  const replies: [string, () => Response][] = [
+    ["declared length", () => new Response("y".repeat(100_000))],
+    // A body that never ends: only the cap stops it before the timeout.
+    ["endless stream", () =>
+      new Response(
+        new ReadableStream({
+          pull: (controller) => controller.enqueue(piece),
+        }),
+        { headers: { "content-type": "application/json" } },
+      )],
+  ];
+  for (const transport of ["pooled", "fetch"] as const) {
+    for (const [name, reply] of replies) {
+      await t.step(`${transport}: ${name}`, async () => {
+        await using server = serve(reply);
+        using client = clientFor(`${server.url}/v1`, {
+          transport,
+          maxResponseBytes: 64 * 1024,
+          timeoutMs: 20_000,
+        });
+        const started = Date.now();
+        const error = await failure(client.complete(MESSAGES));
+
+        assert.equal(error.kind, "rejected");
+        assert.equal(error.status, undefined);
+        assert.equal(
+          error.message,
+          "upstream reply over 65536 bytes, cotfit's cap on one reply: not read further",
+        );
+        assert.ok(Date.now() - started < 5_000);
+      });
+    }
+  }
+});
+
 Deno.test("complete() treats a 200 HTML page as transient", async () => {
   await using llm = await replyWith(() =>
     new Response("<html>\n<body>Proxy login for " + API_KEY + "</body></html>", {
