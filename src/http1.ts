@@ -6,7 +6,8 @@
  * about 226 µs of CPU per call and `node:http` 186 µs, where this pool costs about 80 µs
  * (`deno task bench`, concurrency 1024). It speaks only what a chat-completion call needs:
  * `Content-Length`, chunked and read-until-close bodies, `Connection: close`, 1xx interim
- * responses and trailers. TLS and proxies stay with `fetch`.
+ * responses, trailers, and gzip, deflate and br bodies from a server that compresses although
+ * asked for `identity`. TLS and proxies stay with `fetch`.
  *
  * Permissions: `--allow-net` to the origin.
  *
@@ -22,6 +23,7 @@ import {
 import { createLimiter } from "./pool.ts";
 
 export { type Http1Response, HttpResponseError, ResponseTooLargeError } from "./http1_response.ts";
+export { UnknownCodingError } from "./content_coding.ts";
 
 /** Options of {@linkcode createHttp1Pool}. */
 export interface Http1PoolOptions {
@@ -52,7 +54,9 @@ export interface Http1Pool extends Disposable {
    * Sends `POST path` with `headers` and `body` and reads the whole response. `body` is copied
    * before this returns its promise, so the caller may reuse its buffer right away.
    *
-   * @throws {ResponseTooLargeError} when the response is over `maxResponseBytes`.
+   * @throws {ResponseTooLargeError} when the response, or its body decoded, is over
+   * `maxResponseBytes`.
+   * @throws {UnknownCodingError} when the body's `Content-Encoding` is none of gzip, deflate, br.
    * @throws {HttpResponseError} when the response breaks HTTP/1.1 or is cut short.
    * @throws {DOMException} `AbortError` when `signal` aborts.
    * @throws {Error} the network error (`Deno.errors.ConnectionRefused`...) when no response

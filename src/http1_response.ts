@@ -1,9 +1,12 @@
 /**
  * Reading one HTTP/1.1 response from a connection of cotfit's pool: its head, then a body framed
- * by `Content-Length`, chunked encoding or the connection's close, into one growing buffer.
+ * by `Content-Length`, chunked encoding or the connection's close, into one growing buffer, and
+ * decoded when a `Content-Encoding` says it is compressed (`src/content_coding.ts`).
  *
  * @module
  */
+
+import { decodeContent, UnknownCodingError } from "./content_coding.ts";
 
 /** A whole response. */
 export interface Http1Response {
@@ -107,7 +110,7 @@ export class ResponseReader {
         continue;
       }
       if (head.status === 101) throw new HttpResponseError("Cannot read response: 101 upgrade");
-      const { status, fields, contentLength } = head;
+      const { status, fields, contentLength, coding } = head;
       if (head.chunked || contentLength === undefined || status === 204 || status === 304) {
         return await this.#otherBody(head, bodyStart);
       }
@@ -122,8 +125,13 @@ export class ResponseReader {
           );
         }
       }
+      const body = this.#buffer.subarray(bodyStart, end);
       return {
-        response: new Response1(status, fields, utf8.decode(this.#buffer.subarray(bodyStart, end))),
+        response: new Response1(
+          status,
+          fields,
+          utf8.decode(coding === null ? body : decoded(body, coding, this.#max)),
+        ),
         reusable: head.keepAlive && this.#length === end && !this.#ended,
       };
     }
@@ -131,7 +139,7 @@ export class ResponseReader {
 
   /** A body without `content-length`: none (204, 304), chunked, or up to the end of the stream. */
   async #otherBody(head: Head, bodyStart: number): Promise<Exchange> {
-    const { status, fields } = head;
+    const { status, fields, coding } = head;
     let body: Uint8Array;
     let reusable = head.keepAlive;
     if (status === 204 || status === 304) {
@@ -145,7 +153,11 @@ export class ResponseReader {
       reusable = false;
     }
     return {
-      response: new Response1(status, fields, utf8.decode(body)),
+      response: new Response1(
+        status,
+        fields,
+        utf8.decode(coding === null ? body : decoded(body, coding, this.#max)),
+      ),
       reusable: reusable && !this.#ended,
     };
   }
@@ -256,6 +268,8 @@ interface Head {
   readonly chunked: boolean;
   readonly contentLength?: number;
   readonly keepAlive: boolean;
+  /** `Content-Encoding`, when the server sent one. */
+  readonly coding: string | null;
 }
 
 function findHeadEnd(buffer: Uint8Array, from: number, length: number): number {
@@ -298,14 +312,15 @@ function parseHead(text: string): Head {
   const keepAlive = match[1] === "1"
     ? !/\bclose\b/.test(connection)
     : /\bkeep-alive\b/.test(connection);
+  const coding = fieldValue(fields, "content-encoding");
   const transfer = fieldValue(fields, "transfer-encoding");
   if (transfer !== null) {
     // A final coding other than chunked is delimited by the end of the connection.
     const chunked = /(?:^|,)\s*chunked\s*$/i.test(transfer);
-    return { status, fields, chunked, keepAlive: keepAlive && chunked };
+    return { status, fields, chunked, keepAlive: keepAlive && chunked, coding };
   }
   const length = fieldValue(fields, "content-length");
-  if (length === null) return { status, fields, chunked: false, keepAlive };
+  if (length === null) return { status, fields, chunked: false, keepAlive, coding };
   // Repeated identical values arrive joined by ", ".
   const values = new Set(length.split(",").map((value) => value.trim()));
   const [only] = values;
@@ -314,7 +329,7 @@ function parseHead(text: string): Head {
       `Cannot read response: bad content-length ${JSON.stringify(length)}`,
     );
   }
-  return { status, fields, chunked: false, contentLength: Number(only), keepAlive };
+  return { status, fields, chunked: false, contentLength: Number(only), keepAlive, coding };
 }
 
 /** The value of field `name` (lowercase) in `fields`, repeated ones joined by ", ". */
@@ -348,6 +363,19 @@ class Response1 implements Http1Response {
 
   header(name: string): string | null {
     return fieldValue(this.fields, name.toLowerCase());
+  }
+}
+
+/** `body` decoded from `coding`, its failures as the pool's: over the cap, or broken. */
+function decoded(body: Uint8Array, coding: string, max: number): Uint8Array {
+  try {
+    return decodeContent(body, coding, max);
+  } catch (error) {
+    if (error instanceof UnknownCodingError) throw error;
+    if (error instanceof RangeError) throw tooLarge(max);
+    throw new HttpResponseError(
+      `Cannot read response: ${coding} body does not decode: ${(error as Error).message}`,
+    );
   }
 }
 

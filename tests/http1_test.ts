@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { createHttp1Pool, HttpResponseError, ResponseTooLargeError } from "../src/http1.ts";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
+import {
+  createHttp1Pool,
+  HttpResponseError,
+  ResponseTooLargeError,
+  UnknownCodingError,
+} from "../src/http1.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -355,4 +361,74 @@ Deno.test("createHttp1Pool() refuses a header field name that Headers would refu
   const error = await pool.post("/", HEADERS, "{}").then(() => null, (error) => error);
   assert.ok(error instanceof HttpResponseError);
   assert.match(error.message, /bad header "bad name: x"/);
+});
+
+/** A 200 whose body is `body` coded as `coding`, framed by content-length or chunked. */
+function coded(coding: string, body: Uint8Array, chunked = false): Uint8Array {
+  const head =
+    `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: ${coding}\r\n`;
+  const parts = chunked
+    ? [
+      encoder.encode(`${head}transfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n`),
+      body,
+      encoder.encode("\r\n0\r\n\r\n"),
+    ]
+    : [encoder.encode(`${head}content-length: ${body.length}\r\n\r\n`), body];
+  const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  return bytes;
+}
+
+Deno.test("createHttp1Pool() asks for identity and decodes a gzip, deflate or br body anyway", async (t) => {
+  const json = JSON.stringify({ text: "Café ☕ ".repeat(500) });
+  const cases: [string, string, Uint8Array][] = [
+    ["gzip", "gzip", gzipSync(json)],
+    ["x-gzip", "x-gzip", gzipSync(json)],
+    ["zlib deflate", "deflate", deflateSync(json)],
+    ["raw deflate", "deflate", deflateRawSync(json)],
+    ["br", "br", brotliCompressSync(json)],
+    ["gzip then br", "gzip, br", brotliCompressSync(gzipSync(json))],
+    ["identity", "identity", encoder.encode(json)],
+  ];
+  for (const [name, coding, body] of cases) {
+    for (const chunked of [false, true]) {
+      await t.step(`${name}${chunked ? ", chunked" : ""}`, async () => {
+        await using server = rawServer(() => ({ bytes: coded(coding, body, chunked) }));
+        using pool = createHttp1Pool(server.url);
+        assert.equal((await pool.post("/", HEADERS, "{}")).body, json);
+        // The connection stays usable after a coded reply.
+        assert.equal((await pool.post("/", HEADERS, "{}")).body, json);
+        assert.equal(server.connections, 1);
+      });
+    }
+  }
+});
+
+Deno.test("createHttp1Pool() fails a body in an unknown coding, naming it", async () => {
+  await using server = rawServer(() => ({ bytes: coded("zstd", encoder.encode("(zstd)")) }));
+  using pool = createHttp1Pool(server.url);
+  const error = await pool.post("/", HEADERS, "{}").then(() => null, (error) => error);
+  assert.ok(error instanceof UnknownCodingError, String(error));
+  assert.equal(error.coding, "zstd");
+});
+
+Deno.test("createHttp1Pool() fails a coded body that does not decode as a broken response", async () => {
+  const cut = gzipSync('{"a":1}').subarray(0, 12);
+  await using server = rawServer(() => ({ bytes: coded("gzip", cut) }));
+  using pool = createHttp1Pool(server.url);
+  const error = await pool.post("/", HEADERS, "{}").then(() => null, (error) => error);
+  assert.ok(error instanceof HttpResponseError, String(error));
+  assert.match(error.message, /^Cannot read response: gzip body does not decode: /);
+});
+
+Deno.test("createHttp1Pool() refuses a coded body that decodes past maxResponseBytes", async () => {
+  // 10 KB of gzip that would inflate to 10 MB.
+  await using server = rawServer(() => ({ bytes: coded("gzip", gzipSync(new Uint8Array(1e7))) }));
+  using pool = createHttp1Pool(server.url, { maxResponseBytes: 100_000 });
+  const error = await pool.post("/", HEADERS, "{}").then(() => null, (error) => error);
+  assert.ok(error instanceof ResponseTooLargeError, String(error));
 });
