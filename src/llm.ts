@@ -29,6 +29,7 @@ import {
   HttpResponseError,
   poolSuits,
   ResponseTooLargeError,
+  UnknownCodingError,
 } from "./http1.ts";
 import {
   abortedError,
@@ -38,6 +39,7 @@ import {
   LlmError,
   timeoutError,
   tooLargeError,
+  unknownCodingError,
 } from "./llm_error.ts";
 import { concat } from "./lines.ts";
 import { bodyWriter, type RequestFields } from "./request_body.ts";
@@ -191,10 +193,12 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   if (/[\r\n\0]/.test(authorization)) {
     throw new TypeError("Cannot create chat client: the API key holds a line break");
   }
+  const headers = { "content-type": "application/json", accept: "application/json", authorization };
   const endpoint: Endpoint = {
     url: url.href,
     path: `${url.pathname}${url.search}`,
-    headers: { "content-type": "application/json", accept: "application/json", authorization },
+    // The pool asks for no compression: it decodes a compressed reply, but at a CPU cost.
+    headers: transport === "pooled" ? { ...headers, "accept-encoding": "identity" } : headers,
     fetch: options.fetch ?? fetch,
     maxBytes: maxResponseBytes,
     pool: transport === "pooled" ? createHttp1Pool(url, { maxResponseBytes }) : undefined,
@@ -388,6 +392,9 @@ async function textUpTo(response: Response, maxBytes: number): Promise<string> {
 function pooledFailure(error: unknown, signal: AbortSignal): Error {
   if (error instanceof ResponseTooLargeError && !signal.aborted) {
     return tooLargeError(error.maxBytes);
+  }
+  if (error instanceof UnknownCodingError && !signal.aborted) {
+    return unknownCodingError(error.coding);
   }
   // A response that started and broke is a cut body, as with fetch.
   if (error instanceof HttpResponseError && !signal.aborted) return error;

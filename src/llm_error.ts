@@ -253,6 +253,22 @@ export function tooLargeError(maxBytes: number): LlmError {
   );
 }
 
+/**
+ * The error for a reply in a `Content-Encoding` cotfit cannot decode: the record is given up at
+ * once, as retrying would bring the same coding.
+ *
+ * @param coding The coding, as the server named it.
+ * @returns The `rejected` error naming it.
+ */
+export function unknownCodingError(coding: string): LlmError {
+  return new LlmError(
+    "rejected",
+    `upstream reply in content coding ${
+      JSON.stringify(coding.slice(0, 40))
+    }, which cotfit does not decode (it asked for identity)`,
+  );
+}
+
 /** The error for a call whose caller aborted it. */
 export function abortedError(): LlmError {
   return new LlmError("aborted", "request aborted by the caller");

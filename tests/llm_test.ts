@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import { type ChatClientOptions, createChatClient } from "../src/llm.ts";
 import { LlmError } from "../src/llm_error.ts";
 import { retryDelay } from "../src/retry_delay.ts";
@@ -469,6 +470,74 @@ Deno.test("complete() rejects a reply over maxResponseBytes at once, not as a cu
         assert.ok(Date.now() - started < 5_000);
       });
     }
+  }
+});
+
+Deno.test("complete() reads a compressed reply through either transport", async (t) => {
+  const json = JSON.stringify({
+    choices: [{
+      message: { role: "assistant", content: "<thought_process>\nzip\n</thought_process>" },
+    }],
+  });
+  const codings: [string, string, Uint8Array][] = [
+    ["gzip", "gzip", gzipSync(json)],
+    ["deflate", "deflate", deflateSync(json)],
+    ["raw deflate", "deflate", deflateRawSync(json)],
+    ["br", "br", brotliCompressSync(json)],
+  ];
+  for (const transport of ["pooled", "fetch"] as const) {
+    for (const [name, coding, body] of codings) {
+      // Deno's fetch asks for gzip and br, and decodes only those.
+      if (transport === "fetch" && coding === "deflate") continue;
+      await t.step(`${transport}: ${name}`, async () => {
+        const asked: (string | null)[] = [];
+        await using server = serve((request) => {
+          asked.push(request.headers.get("accept-encoding"));
+          return new Response(new Uint8Array(body), {
+            headers: { "content-type": "application/json", "content-encoding": coding },
+          });
+        });
+        using client = clientFor(`${server.url}/v1`, { transport });
+        const reply = await client.complete(MESSAGES);
+
+        assert.equal(reply.content, "<thought_process>\nzip\n</thought_process>");
+        if (transport === "pooled") assert.deepEqual(asked, ["identity"]);
+      });
+    }
+  }
+});
+
+Deno.test("complete() rejects a pooled reply in a coding it does not decode, naming it", async () => {
+  await using server = serve(() =>
+    new Response("(zstd data)", {
+      headers: { "content-type": "application/json", "content-encoding": "zstd" },
+    })
+  );
+  using client = clientFor(`${server.url}/v1`, { transport: "pooled" });
+  const error = await failure(client.complete(MESSAGES));
+
+  assert.equal(error.kind, "rejected");
+  assert.equal(
+    error.message,
+    'upstream reply in content coding "zstd", which cotfit does not decode (it asked for identity)',
+  );
+});
+
+Deno.test("complete() rejects a compressed reply that inflates past maxResponseBytes", async (t) => {
+  const bomb = gzipSync(new Uint8Array(10_000_000));
+  for (const transport of ["pooled", "fetch"] as const) {
+    await t.step(transport, async () => {
+      await using server = serve(() =>
+        new Response(new Uint8Array(bomb), {
+          headers: { "content-type": "application/json", "content-encoding": "gzip" },
+        })
+      );
+      using client = clientFor(`${server.url}/v1`, { transport, maxResponseBytes: 1_000_000 });
+      const error = await failure(client.complete(MESSAGES));
+
+      assert.equal(error.kind, "rejected");
+      assert.match(error.message, /^upstream reply over 1000000 bytes/);
+    });
   }
 });
 
