@@ -207,6 +207,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     apiKey,
     apiKeyEnv: options.apiKeyEnv ?? "OPENAI_API_KEY",
     origin,
+    url: url.href,
     timeoutMs,
   };
   const deadlines = createDeadlines(timeoutMs);

@@ -21,7 +21,8 @@ import {
 /**
  * What the caller should do about a failed call:
  * - `transient`: retry later (timeouts, resets, 408/409/429/5xx, invalid or cut bodies);
- * - `fatal`: stop the run, no request can succeed (401, 402, 403, 404: key, credit, model, URL);
+ * - `fatal`: stop the run, no request can succeed (401, 402, 403, 404: key, credit, model, URL;
+ *   3xx: a redirect, which cotfit's pool does not follow);
  * - `rejected`: give up on this request only (400, 413, 422, other 4xx: e.g. context too long);
  * - `aborted`: the caller's signal fired.
  */
@@ -74,12 +75,21 @@ export interface ErrorContext {
   readonly apiKey: string;
   readonly apiKeyEnv: string;
   readonly origin: string;
+  /** The URL requests go to, that a redirect's Location is read against; not shown itself. */
+  readonly url: string;
   readonly timeoutMs: number;
 }
 
 const DETAIL_MAX_CHARS = 300;
 
 const REASON_PHRASES: Readonly<Record<number, string>> = {
+  300: "Multiple Choices",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
   400: "Bad Request",
   401: "Unauthorized",
   402: "Payment Required",
@@ -112,7 +122,13 @@ const REASON_PHRASES: Readonly<Record<number, string>> = {
  * import { APIError } from "openai/error";
  * import { classify } from "./llm_error.ts";
  *
- * const context = { apiKey: "sk-secret", apiKeyEnv: "OPENAI_API_KEY", origin: "http://x", timeoutMs: 1 };
+ * const context = {
+ *   apiKey: "sk-secret",
+ *   apiKeyEnv: "OPENAI_API_KEY",
+ *   origin: "http://x",
+ *   url: "http://x/v1/chat/completions",
+ *   timeoutMs: 1,
+ * };
  * const status = (code: number, message: string) =>
  *   classify(APIError.generate(code, { error: { message } }, undefined, new Headers()), context);
  * assert.equal(status(429, "slow down").kind, "transient");
@@ -170,6 +186,11 @@ function statusError(error: APIError, status: number, context: ErrorContext): Ll
       : `; check the API key (env var ${context.apiKeyEnv})`;
     return new LlmError("fatal", message, data);
   }
+  if (status >= 300 && status < 400) {
+    // Its body, if any, is a page for browsers: where it points is what matters.
+    const redirect = `upstream answered ${status}${reason ? ` ${reason}` : ""}`;
+    return new LlmError("fatal", `${redirect}${redirectHint(error.headers, context)}`, data);
+  }
   if (error instanceof NotFoundError) {
     message += `; check the model name and the base URL ${context.origin}`;
     return new LlmError("fatal", message, data);
@@ -179,6 +200,27 @@ function statusError(error: APIError, status: number, context: ErrorContext): Ll
     return new LlmError("fatal", message, data);
   }
   return new LlmError("rejected", message, data);
+}
+
+/**
+ * Where a redirect points, and the base URL that reaches it directly. cotfit's pool does not
+ * follow redirects: every call would pay the extra round trip, and a cross-origin one would need
+ * a connection of its own; `fetch` follows those it can, so a 3xx reaching here has no use.
+ */
+function redirectHint(headers: Headers | undefined, context: ErrorContext): string {
+  const location = headers?.get("location");
+  const target = location ? URL.parse(location, context.url) : null;
+  if (target === null) return ` without a Location; check the base URL ${context.origin}`;
+  target.username = "";
+  target.password = "";
+  target.hash = "";
+  let hint = "set --base-url to the API's address";
+  const suffix = "/chat/completions";
+  if (/^https?:$/.test(target.protocol) && target.pathname.endsWith(suffix)) {
+    const path = target.pathname.slice(0, -suffix.length).replace(/\/+$/, "");
+    hint = `use --base-url ${target.origin}${path}${target.search}`;
+  }
+  return ` ${detailOf(`to ${target.href}; cotfit does not follow redirects: ${hint}`, context)}`;
 }
 
 /** The server's own words: `error.message` of its JSON body, or the raw body text. */

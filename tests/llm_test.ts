@@ -281,6 +281,75 @@ Deno.test("complete() is fatal with a hint when the base URL is wrong", async ()
   assert.match(error.message, /check the model name and the base URL http:\/\/127\.0\.0\.1:\d+$/);
 });
 
+Deno.test("complete() stops the run at a redirect, naming where it points", async (t) => {
+  const cases: [
+    string,
+    number,
+    (url: string) => Record<string, string>,
+    (url: string) => string,
+  ][] = [
+    [
+      "307 to a path",
+      307,
+      () => ({ location: "/v2/chat/completions?api-version=1" }),
+      (url) =>
+        `upstream answered 307 Temporary Redirect to ${url}/v2/chat/completions?api-version=1; ` +
+        `cotfit does not follow redirects: use --base-url ${url}/v2?api-version=1`,
+    ],
+    [
+      "308 to another origin",
+      308,
+      () => ({ location: "https://api.example.com/openai/v1/chat/completions" }),
+      () =>
+        "upstream answered 308 Permanent Redirect to " +
+        "https://api.example.com/openai/v1/chat/completions; cotfit does not follow redirects: " +
+        "use --base-url https://api.example.com/openai/v1",
+    ],
+    [
+      "301 elsewhere",
+      301,
+      () => ({ location: "http://login.example.com/" }),
+      () =>
+        "upstream answered 301 Moved Permanently to http://login.example.com/; cotfit does not " +
+        "follow redirects: set --base-url to the API's address",
+    ],
+    [
+      "302 without a location",
+      302,
+      () => ({}),
+      (url) => `upstream answered 302 Found without a Location; check the base URL ${url}`,
+    ],
+  ];
+  for (const [name, status, headers, message] of cases) {
+    await t.step(name, async () => {
+      let requests = 0;
+      await using server = serve(() => {
+        requests++;
+        return new Response(null, { status, headers: headers("") });
+      });
+      using client = clientFor(`${server.url}/v1`, { transport: "pooled" });
+      const error = await failure(client.complete(MESSAGES));
+
+      assert.equal(error.kind, "fatal");
+      assert.equal(error.status, status);
+      assert.equal(error.message, message(server.url));
+      assert.equal(requests, 1);
+    });
+  }
+  // fetch follows a redirect it can; one it cannot (no Location) stops the run as well.
+  await t.step("fetch: 302 without a location", async () => {
+    await using server = serve(() => new Response(null, { status: 302 }));
+    using client = clientFor(`${server.url}/v1`, { transport: "fetch" });
+    const error = await failure(client.complete(MESSAGES));
+
+    assert.equal(error.kind, "fatal");
+    assert.match(
+      error.message,
+      /^upstream answered 302 Found without a Location; check the base URL/,
+    );
+  });
+});
+
 Deno.test("complete() times out a request whose headers never come", async () => {
   // The hook holds the request until the server closes: the SDK's own header timeout path.
   await using llm = await replyWith((_body, _n, signal) =>
