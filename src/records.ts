@@ -6,6 +6,13 @@
  *
  * @module
  */
+import {
+  carryKeyOrder,
+  isDigitKey,
+  learnKeyOrder,
+  mayHaveIndexKeys,
+  stringifyInSourceOrder,
+} from "./key_order.ts";
 import type { Conversation, ObjectConversation, Role, Turn, TurnShape } from "./types.ts";
 
 /**
@@ -90,6 +97,12 @@ const RAW_JSON = JSON as unknown as {
   isRawJSON(value: unknown): boolean;
 };
 
+/**
+ * Parsed records holding an object whose key order JavaScript changed: only these pay for
+ * {@linkcode stringifyInSourceOrder}, the rest are written by `JSON.stringify`.
+ */
+const IN_SOURCE_ORDER = new WeakSet<object>();
+
 /** A flat record's keys: the request's, the answer's, and the optional ones beside them. */
 interface FlatFormat {
   readonly request: string;
@@ -147,7 +160,9 @@ const SHAPE_KEYS: Readonly<Record<ListShape, { role: string; text: string }>> = 
  * (text parts joined, others shown as `[type]`), or `null` (or absent) on assistant turns. A
  * top-level `system` string becomes `system`. Odd turn orders are accepted: which turns get
  * thoughts is decided elsewhere. A number JavaScript would write back differently (`1.50`, an id
- * past 2^53, `1e400`) is kept as its source text (`JSON.rawJSON`).
+ * past 2^53, `1e400`) is kept as its source text (`JSON.rawJSON`), and an object whose keys
+ * JavaScript would reorder (integer-like keys, `"2024"`, come first) has its source order noted
+ * for {@linkcode assembleRecord}.
  *
  * @param text The record's JSON text.
  * @param line The 1-based line it starts on, for errors.
@@ -173,15 +188,17 @@ export function parseRecord(text: string, line: number): Conversation {
   // A byte order mark inside the input, where files were joined (`cat a.jsonl b.jsonl`): it
   // stands before the JSON value, so it is no part of the record.
   if (text.charCodeAt(0) === BOM) text = text.slice(1);
+  const needs = textNeeds(text);
   let value: unknown;
   try {
-    value = needsNumberText(text) ? JSON.parse(text, keepNumberText) : JSON.parse(text);
+    value = needs & NUMBER_TEXT ? JSON.parse(text, keepNumberText) : JSON.parse(text);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     // Valid JSON can still be too deep for the reviver's recursion: say so, not "invalid".
     if (error instanceof RangeError) throw new RecordError(line, `nested too deeply: ${message}`);
     throw new RecordError(line, `not valid JSON: ${message}${utf16Hint(text)}`);
   }
+  if (needs & KEY_ORDER && learnKeyOrder(text, value)) IN_SOURCE_ORDER.add(value as object);
   if (!isObject(value)) {
     if (Array.isArray(value) && isTurn(value[0])) {
       // The first element decides, as for a keyed list: later ones get the turn errors.
@@ -388,7 +405,8 @@ export function hasThought(framing: Framing, answer: string): boolean {
  * Writes a record back as one line of JSON in its own format, with each turn listed in
  * `thoughts` given its thought (see {@linkcode composeAnswer}). A string answer is rewritten; an
  * array of content parts gets a new first text part, the original parts untouched. Everything
- * else is `JSON.stringify` of the parsed input: same key order, every extra field kept, numbers
+ * else is `JSON.stringify` of the parsed input: every extra field kept, every object's keys in
+ * their source order (integer-like keys too, which JavaScript alone would move first), numbers
  * in their original text (see {@linkcode parseRecord}), no system prompt added; a bare turn list
  * stays a bare array. The input record is not modified.
  *
@@ -421,9 +439,21 @@ export function assembleRecord(
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
 ): string {
-  if (thoughts.size === 0) return JSON.stringify(conversation.record);
+  const written = recordWithThoughts(conversation, thoughts, framing);
+  return IN_SOURCE_ORDER.has(conversation.record)
+    ? stringifyInSourceOrder(written)
+    : JSON.stringify(written);
+}
+
+/** A copy of the record with its thoughts in (the record itself when there are none). */
+function recordWithThoughts(
+  conversation: Conversation,
+  thoughts: ReadonlyMap<number, string>,
+  framing: Framing,
+): unknown {
+  if (thoughts.size === 0) return conversation.record;
   if (conversation.listKey === null) {
-    return JSON.stringify(turnsWithThoughts(conversation.record, conversation, thoughts, framing));
+    return turnsWithThoughts(conversation.record, conversation, thoughts, framing);
   }
   const { record, listKey, line } = conversation;
   if (conversation.shape === "instruction") {
@@ -439,9 +469,15 @@ export function assembleRecord(
   const list = Array.isArray(tail) ? [...head, ...tail] : head;
   const shape = conversation.shape;
   const turns = turnsWithThoughts(list, { shape, line }, thoughts, framing);
-  if (conversation.tail === undefined) return JSON.stringify({ ...record, [listKey]: turns });
+  if (conversation.tail === undefined) {
+    return carryKeyOrder(record, { ...record, [listKey]: turns });
+  }
   const { key, from } = conversation.tail;
-  return JSON.stringify({ ...record, [listKey]: turns.slice(0, from), [key]: turns.slice(from) });
+  return carryKeyOrder(record, {
+    ...record,
+    [listKey]: turns.slice(0, from),
+    [key]: turns.slice(from),
+  });
 }
 
 /** A copy of a ShareGPT or OpenAI turn list with each thought put in its turn's text. */
@@ -462,10 +498,11 @@ function turnsWithThoughts(
     }
     const answer = own(turn, textKey);
     if (typeof answer === "string") {
-      turns[index] = { ...turn, [textKey]: composeAnswer(framing, thought, answer) };
+      const text = composeAnswer(framing, thought, answer);
+      turns[index] = carryKeyOrder(turn, { ...turn, [textKey]: text });
     } else if (Array.isArray(answer)) {
       const thoughtPart = { type: "text", text: composeAnswer(framing, thought, "") };
-      turns[index] = { ...turn, [textKey]: [thoughtPart, ...answer] };
+      turns[index] = carryKeyOrder(turn, { ...turn, [textKey]: [thoughtPart, ...answer] });
     } else {
       throw new TypeError(
         `Cannot add a thought to turn ${index + 1} of record at line ${line}: it has no text`,
@@ -486,26 +523,40 @@ const MAX_CHECKED_NUMBERS = 64;
  */
 const SHALLOW_BRACKETS = 1_000;
 
+/** A {@linkcode textNeeds} flag: parse with {@linkcode keepNumberText}. */
+const NUMBER_TEXT = 1;
+/** A {@linkcode textNeeds} flag: some key may be integer-like, so learn the key order. */
+const KEY_ORDER = 2;
+
 /**
- * Whether parsing `text` needs {@linkcode keepNumberText}: some number-like run would be written
- * back differently, or the text may nest deeply enough to overflow a recursion, which the
- * reviver's walk meets at parse time. Most records need neither, and the reviver cost ~3 µs and
- * ~1.3 KB of garbage per 1.2 KB record. The check applies the reviver's own test (`String(value)
- * === source`) to a superset of the number tokens, so a record it passes parses to the same
- * values without it.
+ * What parsing `text` needs beyond `JSON.parse`, as flags, from one pass over its number-like
+ * runs. `NUMBER_TEXT`: some run would be written back differently, or the text may nest deeply
+ * enough to overflow a recursion, which the reviver's walk meets at parse time. Most records
+ * need neither, and the reviver cost ~3 µs and ~1.3 KB of garbage per 1.2 KB record. The check
+ * applies the reviver's own test (`String(value) === source`) to a superset of the number
+ * tokens, so a record it passes parses to the same values without it. `KEY_ORDER`: a run is a
+ * whole key (`"2024":`), as every integer-like key written in plain digits is; one escaped
+ * (`"\u0032"`) has a run that fails the number test (`0032`), and when that test stops the pass
+ * early, {@linkcode mayHaveIndexKeys} looks at the whole text instead. So a record with no such
+ * key pays a few character reads for it.
  */
-function needsNumberText(text: string): boolean {
+function textNeeds(text: string): number {
   let numbers = 0;
-  for (const [run] of text.matchAll(NUMBER_LIKE)) {
-    if (++numbers > MAX_CHECKED_NUMBERS || String(Number(run)) !== run) return true;
+  let needs = 0;
+  for (const match of text.matchAll(NUMBER_LIKE)) {
+    const run = match[0];
+    if (++numbers > MAX_CHECKED_NUMBERS || String(Number(run)) !== run) {
+      return NUMBER_TEXT | (mayHaveIndexKeys(text) ? KEY_ORDER : 0);
+    }
+    if (isDigitKey(text, match.index, match.index + run.length)) needs = KEY_ORDER;
   }
   let brackets = 0;
   for (const open of ["{", "["]) {
     for (let at = text.indexOf(open); at !== -1; at = text.indexOf(open, at + 1)) {
-      if (++brackets >= SHALLOW_BRACKETS) return true;
+      if (++brackets >= SHALLOW_BRACKETS) return NUMBER_TEXT | needs;
     }
   }
-  return false;
+  return needs;
 }
 
 /**
@@ -532,12 +583,12 @@ function assembleInstruction(
   conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
-): string {
+): Record<string, unknown> {
   const { record, listKey, line, turns } = conversation;
   const last = turns.length - 1;
   const history = own(record, "history");
   const pairs = Array.isArray(history) ? history.slice() : [];
-  const updated: Record<string, unknown> = { ...record };
+  const updated: Record<string, unknown> = carryKeyOrder(record, { ...record });
   for (const [index, thought] of thoughts) {
     // Every assistant turn but the last comes from a history pair.
     const answer = turns[index]?.role === "assistant" ? turns[index].text : null;
@@ -550,7 +601,7 @@ function assembleInstruction(
     }
   }
   if (Array.isArray(history)) updated.history = pairs;
-  return JSON.stringify(updated);
+  return updated;
 }
 
 /**
@@ -757,16 +808,14 @@ function assemblePairs(
   conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
-): string {
+): Record<string, unknown> {
   return assembleList(conversation, thoughts, (pairs, index, thought) => {
     const at = (index - 1) / 2;
     const pair: unknown = pairs[at];
     const answer = Number.isInteger(at) && isObject(pair) ? own(pair, "output") : undefined;
     if (typeof answer !== "string") return false;
-    pairs[at] = {
-      ...pair as Record<string, unknown>,
-      output: composeAnswer(framing, thought, answer),
-    };
+    const output = composeAnswer(framing, thought, answer);
+    pairs[at] = carryKeyOrder(pair as object, { ...pair as Record<string, unknown>, output });
     return true;
   });
 }
@@ -776,7 +825,7 @@ function assembleTexts(
   conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   framing: Framing,
-): string {
+): Record<string, unknown> {
   return assembleList(conversation, thoughts, (texts, index, thought) => {
     const answer: unknown = index % 2 === 1 ? texts[index] : undefined;
     if (typeof answer !== "string") return false;
@@ -786,21 +835,21 @@ function assembleTexts(
 }
 
 /**
- * The record as JSON with a copy of its `listKey` list, each thought put in by `put`, which
+ * A copy of the record with a copy of its `listKey` list, each thought put in by `put`, which
  * says `false` when turn `index` is no answer it can hold one.
  */
 function assembleList(
   conversation: ObjectConversation,
   thoughts: ReadonlyMap<number, string>,
   put: (items: unknown[], index: number, thought: string) => boolean,
-): string {
+): Record<string, unknown> {
   const { record, listKey, line } = conversation;
   const list = own(record, listKey);
   const items = Array.isArray(list) ? list.slice() : [];
   for (const [index, thought] of thoughts) {
     if (!put(items, index, thought)) throw noSuchAnswer(index, line);
   }
-  return JSON.stringify({ ...record, [listKey]: items });
+  return carryKeyOrder(record, { ...record, [listKey]: items });
 }
 
 function noSuchAnswer(index: number, line: number): RangeError {

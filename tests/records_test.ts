@@ -571,6 +571,157 @@ Deno.test("assembleRecord() adds thoughts and keeps key order and extra fields",
   assert.ok(!out.includes("\n"));
 });
 
+/** `text` with `from` (present once) replaced by `to`. */
+function replaceOnce(text: string, from: string, to: string): string {
+  assert.equal(text.split(from).length, 2, `${from} occurs once in ${text}`);
+  return text.replace(from, () => to);
+}
+
+/** `"field":"answer"` as assembleRecord writes it with `thought` in front. */
+function answered(field: string, thought: string, answer: string): string {
+  return `"${field}":${JSON.stringify(composeAnswer(framing, thought, answer))}`;
+}
+
+Deno.test("assembleRecord() keeps integer-like keys where the text put them, at the top level", () => {
+  // JavaScript lists array-index keys ("0", "2024", up to 4294967294) first; the others
+  // ("01", "-1", "4294967295", "1.5") keep their place as any key does.
+  const text = '{"id":"r1","b":1,"2024":"y","01":1,"-1":2,"4294967295":3,"4294967294":4,"1.5":5,' +
+    '"0":6,"scores":{"10":0.5,"2":0.1},' +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}]}';
+  const conversation = parseRecord(text, 1);
+  assert.equal(assembleRecord(conversation, new Map(), framing), text);
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "t"]]), framing),
+    replaceOnce(text, '"value":"a"', answered("value", "t", "a")),
+  );
+  assert.equal(JSON.stringify(conversation.record).startsWith('{"0":6,"2024":"y"'), true);
+});
+
+Deno.test("assembleRecord() keeps integer-like keys in place in metadata, turns and content parts", () => {
+  const text = '{"meta":{"a":{"x":1,"3":2,"y":{"z":0,"1":[{"k":1,"0":0}]}}},"messages":[' +
+    '{"role":"user","content":"q","5":"u"},' +
+    '{"role":"assistant","content":"a","1":{"b":1,"0":2}},' +
+    '{"role":"user","content":[{"type":"text","text":"q2","2":"p"}],"1":1},' +
+    '{"role":"assistant","content":[{"type":"text","text":"x","0":"p"},' +
+    '{"type":"image_url","image_url":{"url":"u","2":"v"}}],"9":9}],"id":"r","10":[]}';
+  const conversation = parseRecord(text, 1);
+  assert.equal(assembleRecord(conversation, new Map(), framing), text);
+  const thoughtPart = `{"type":"text","text":${JSON.stringify(composeAnswer(framing, "u", ""))}}`;
+  const expected = replaceOnce(
+    replaceOnce(text, '"content":"a"', answered("content", "t", "a")),
+    '"content":[{"type":"text","text":"x"',
+    `"content":[${thoughtPart},{"type":"text","text":"x"`,
+  );
+  assert.equal(assembleRecord(conversation, new Map([[1, "t"], [3, "u"]]), framing), expected);
+});
+
+Deno.test("assembleRecord() keeps integer-like keys in place beside numbers kept as written", () => {
+  const text = '{"id":12345678901234567890,"w":1.50,"10":1e400,"scores":{"10":0.50,"2":-0},' +
+    '"conversations":[{"from":"human","value":"q","7":2.0},{"from":"gpt","value":"a","3":1E5}]}';
+  const conversation = parseRecord(text, 1);
+  assert.equal(assembleRecord(conversation, new Map(), framing), text);
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "t"]]), framing),
+    replaceOnce(text, '"value":"a"', answered("value", "t", "a")),
+  );
+  // More numbers than are checked one by one: the key comes after them all.
+  const many = `{"n":[${Array.from({ length: 100 }, (_, i) => i).join(",")}],"5":0,` +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}]}';
+  assert.equal(assembleRecord(parseRecord(many, 1), new Map(), framing), many);
+});
+
+Deno.test("assembleRecord() keeps a key given twice where it came first, with its last value", () => {
+  const text = '{"b":0,"5":{"9":0,"y":1},"a":1,"5":{"x":2,"1":1},"a":3,' +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a","2":0,"2":1}]}';
+  const conversation = parseRecord(text, 1);
+  const kept = '{"b":0,"5":{"x":2,"1":1},"a":3,' +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a","2":1}]}';
+  assert.equal(assembleRecord(conversation, new Map(), framing), kept);
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "t"]]), framing),
+    replaceOnce(kept, '"value":"a"', answered("value", "t", "a")),
+  );
+});
+
+Deno.test("assembleRecord() keeps integer-like keys in place in every record format", () => {
+  const cases: [string, [number, string][], [string, string][]][] = [
+    [
+      '{"7":"s","instruction":"And 3+3?","input":"","output":"6","history":[["2+2?","4"]],' +
+      '"0":{"b":1,"1":2}}',
+      [[1, "t"], [3, "u"]],
+      [['"4"]', `${JSON.stringify(composeAnswer(framing, "t", "4"))}]`], [
+        '"output":"6"',
+        answered("output", "u", "6"),
+      ]],
+    ],
+    [
+      '{"question":"q","answer":"a","5":"x"}',
+      [[1, "t"]],
+      [['"answer":"a"', answered("answer", "t", "a")]],
+    ],
+    [
+      '{"source":"x","conversation":[{"input":"q","output":"a","10":5},' +
+      '{"input":"q2","output":"b"}],"1":9}',
+      [[1, "t"], [3, "u"]],
+      [['"output":"a"', answered("output", "t", "a")], [
+        '"output":"b"',
+        answered("output", "u", "b"),
+      ]],
+    ],
+    [
+      '{"id":"7","data":["q","a"],"3":3}',
+      [[1, "t"]],
+      [['"a"]', `${JSON.stringify(composeAnswer(framing, "t", "a"))}]`]],
+    ],
+    [
+      '{"prompt":[{"role":"user","content":"q","1":1}],' +
+      '"completion":[{"role":"assistant","content":"a","2":2}],"0":0}',
+      [[1, "t"]],
+      [['"content":"a"', answered("content", "t", "a")]],
+    ],
+    [
+      '[{"from":"human","value":"q","1":1},{"from":"gpt","value":"a","0":0}]',
+      [[1, "t"]],
+      [['"value":"a"', answered("value", "t", "a")]],
+    ],
+  ];
+  for (const [text, thoughts, changes] of cases) {
+    const conversation = parseRecord(text, 1);
+    assert.equal(assembleRecord(conversation, new Map(), framing), text);
+    const expected = changes.reduce((out, [from, to]) => replaceOnce(out, from, to), text);
+    assert.equal(assembleRecord(conversation, new Map(thoughts), framing), expected, text);
+    assert.equal(JSON.stringify(conversation.record) === text, false, "JavaScript reorders it");
+  }
+});
+
+Deno.test("assembleRecord() keeps escaped integer-like keys in place, written as JSON writes them", () => {
+  const text = '{"\\u0032":"two","k":"\\ud800","\\u00310" : 1,"\\"3\\"":3,' +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}]}';
+  const conversation = parseRecord(text, 1);
+  assert.equal(
+    assembleRecord(conversation, new Map([[1, "t"]]), framing),
+    '{"2":"two","k":"\\ud800","10":1,"\\"3\\"":3,"conversations":[{"from":"human","value":"q"},' +
+      `{"from":"gpt",${answered("value", "t", "a")}}]}`,
+  );
+});
+
+Deno.test("parseRecord() and assembleRecord() keep integer-like keys in place in deep records", () => {
+  // Deep enough for the reviver's walk, and a record too deep for it is still refused.
+  const nested = (depth: number) =>
+    `{"deep":${'{"b":1,"1":'.repeat(depth)}0${"}".repeat(depth)},` +
+    '"conversations":[{"from":"human","value":"q"},{"from":"gpt","value":"a"}]}';
+  const text = nested(1_500);
+  assert.equal(
+    assembleRecord(parseRecord(text, 1), new Map([[1, "t"]]), framing),
+    replaceOnce(text, '"value":"a"', answered("value", "t", "a")),
+  );
+  assert.throws(() => parseRecord(nested(100_000), 4), (error: unknown) => {
+    assert.ok(error instanceof RecordError);
+    assert.match(error.reason, /^nested too deeply: \S/);
+    return true;
+  });
+});
+
 Deno.test("assembleRecord() writes OpenAI records back as OpenAI without adding a system turn", () => {
   const text = JSON.stringify({
     messages: [
