@@ -313,6 +313,43 @@ Deno.test("cli: a .jsonl file holding a JSON array or pretty-printed objects is 
   assert.deepEqual(pretty, SHAREGPT.slice(0, 2).map((record) => withThoughts(record, thoughts)));
 });
 
+Deno.test("cli: integer-like keys keep their place, in JSONL and in a JSON array file", async () => {
+  await using fake = await startFakeOpenAI({ recordBodies: true });
+  // JavaScript lists keys like "2024" first: each record is written back as it came, but its
+  // answers.
+  const records = [
+    '{"id":"r1","b":1,"2024":"y","scores":{"10":0.5,"2":0.1},"conversations":[' +
+    '{"from":"human","value":"Name a year."},{"from":"gpt","value":"1999.","7":{"z":1,"0":2}}]}',
+    '{"messages":[{"role":"user","content":"Hi?","1":1},' +
+    '{"role":"assistant","content":[{"type":"text","text":"Hello.","5":"x"}],"2":1.50}],' +
+    '"id":12345678901234567890,"0":null}',
+  ];
+  const pretty = "[\n" +
+    records.map((record) => "  " + record.replaceAll('":', '": ')).join(",\n") +
+    "\n]\n";
+  const root = await tempTree({
+    "in/keys.jsonl": records.join("\n") + "\n",
+    "in/array.json": pretty,
+  });
+  const result = await runCli(convertArgs(join(root, "in"), join(root, "out"), fake.url));
+  assert.equal(result.code, 0, result.stderr);
+  const thoughts = thoughtsFrom(fake.bodies);
+  const composed = (thought: string, answer: string) =>
+    JSON.stringify(`Thought Process:\n${thought}\n\nAnswer:\n${answer}`);
+  const expected = [
+    records[0].replace('"value":"1999."', `"value":${composed(thoughts.get("1999.")!, "1999.")}`),
+    records[1].replace(
+      '"content":[',
+      `"content":[{"type":"text","text":${composed(thoughts.get("Hello.")!, "")}},`,
+    ),
+  ];
+  assert.equal(await Deno.readTextFile(join(root, "out/keys.jsonl")), expected.join("\n") + "\n");
+  assert.equal(
+    await Deno.readTextFile(join(root, "out/array.json")),
+    "[\n" + expected.join(",\n") + "\n]\n",
+  );
+});
+
 /** Conversations as bare turn lists, as `json.dumps(messages)` writes them. */
 const BARE: Json[][] = [
   [
