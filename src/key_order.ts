@@ -14,6 +14,11 @@ const ORDERS = new WeakMap<object, readonly string[]>();
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
 const LOWER_U = 0x75;
 
 /**
@@ -39,11 +44,8 @@ const LOWER_U = 0x75;
 export function mayHaveIndexKeys(text: string): boolean {
   for (let at = text.indexOf(":"); at !== -1; at = text.indexOf(":", at + 1)) {
     let end = at - 1;
-    let char = text.charCodeAt(end);
-    while (char === 0x20 || char === 0x0a || char === 0x0d || char === 0x09) {
-      char = text.charCodeAt(--end);
-    }
-    if (char !== QUOTE || !isDigit(text.charCodeAt(end - 1))) continue;
+    while (isSpace(text.charCodeAt(end))) end--;
+    if (text.charCodeAt(end) !== QUOTE || !isDigit(text.charCodeAt(end - 1))) continue;
     let start = end - 1;
     while (isDigit(text.charCodeAt(start - 1))) start--;
     const before = text.charCodeAt(start - 1);
@@ -81,11 +83,11 @@ function isDigit(char: number): boolean {
   return char >= 0x30 && char <= 0x39;
 }
 
-/**
- * An object's keys as the text listed them, and the shapes of its container values. A key given
- * twice sits where it came first and has the shape of its last value, as `JSON.parse` keeps it.
- */
-type ObjectShape = Map<string, Shape>;
+/** An object's keys as the text lists them (a key given twice, twice), and their values' shapes. */
+interface ObjectShape {
+  readonly keys: string[];
+  readonly values: Shape[];
+}
 /** A container's shape; `null` for a string, number, boolean or null. */
 type Shape = ObjectShape | Shape[] | null;
 
@@ -112,26 +114,55 @@ type Shape = ObjectShape | Shape[] | null;
  * ```
  */
 export function learnKeyOrder(text: string, value: unknown): boolean {
-  const pending: [unknown, Shape][] = [[value, scanShape(text)]];
+  // Parsed values and their shapes, to visit: two stacks in step.
+  const items: unknown[] = [value];
+  const shapes: Shape[] = [scanShape(text)];
   let differs = false;
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    const [item, shape] = next;
+  while (items.length > 0) {
+    const item = items.pop();
+    const shape = shapes.pop()!;
     if (Array.isArray(shape)) {
       if (!Array.isArray(item)) continue;
       for (let at = 0; at < shape.length; at++) {
-        if (shape[at] !== null) pending.push([item[at], shape[at]]);
+        if (shape[at] === null) continue;
+        items.push(item[at]);
+        shapes.push(shape[at]);
       }
     } else if (shape !== null && typeof item === "object" && item !== null) {
       const object = item as Record<string, unknown>;
-      const keys = [...shape.keys()];
-      if (!sameKeys(keys, Object.keys(object))) {
+      const own = Object.keys(object);
+      // Fewer own keys than the text lists: some key came twice.
+      const { keys, values } = own.length === shape.keys.length ? shape : lastValues(shape);
+      if (!sameKeys(keys, own)) {
         ORDERS.set(object, keys);
         differs = true;
       }
-      for (const [key, child] of shape) if (child !== null) pending.push([object[key], child]);
+      for (let at = 0; at < keys.length; at++) {
+        if (values[at] === null) continue;
+        items.push(object[keys[at]]);
+        shapes.push(values[at]);
+      }
     }
   }
   return differs;
+}
+
+/** Each key once, where it came first, with its last value's shape, as `JSON.parse` keeps it. */
+function lastValues(shape: ObjectShape): ObjectShape {
+  const first = new Map<string, number>();
+  const keys: string[] = [];
+  const values: Shape[] = [];
+  for (let at = 0; at < shape.keys.length; at++) {
+    const key = shape.keys[at];
+    const seen = first.get(key);
+    if (seen !== undefined) values[seen] = shape.values[at];
+    else {
+      first.set(key, keys.length);
+      keys.push(key);
+      values.push(shape.values[at]);
+    }
+  }
+  return { keys, values };
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {
@@ -145,58 +176,59 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
  * strings by their closing quote and skips other values, with a stack instead of recursion.
  */
 function scanShape(text: string): Shape {
-  /** Open containers, innermost last, each with the key its next value goes under. */
-  const open: { shape: ObjectShape | Shape[]; key: string }[] = [];
+  /** Open containers, innermost last, and the key each open object's next value goes under. */
+  const open: (ObjectShape | Shape[])[] = [];
+  const keys: string[] = [];
   let at = skipSpace(text, 0);
-  let result: Shape = null;
   while (at < text.length) {
-    const char = text[at];
-    let done: Shape | undefined; // a value just read, when one was
-    if (char === "{" || char === "[") {
-      open.push({ shape: char === "{" ? new Map() : [], key: "" });
+    const char = text.charCodeAt(at);
+    let done: Shape; // the value just read
+    if (char === OPEN_BRACE || char === OPEN_BRACKET) {
       at = skipSpace(text, at + 1);
-      if (text[at] === "}" || text[at] === "]") {
-        done = open.pop()!.shape;
+      const next = text.charCodeAt(at);
+      if (next === CLOSE_BRACE || next === CLOSE_BRACKET) {
+        done = char === OPEN_BRACE ? { keys: [], values: [] } : [];
         at++;
-      } else if (char === "{") {
-        at = readKey(text, at, open[open.length - 1]);
+      } else {
+        open.push(char === OPEN_BRACE ? { keys: [], values: [] } : []);
+        if (char === OPEN_BRACE) at = readKey(text, at, keys, open.length - 1);
         continue;
-      } else continue;
-    } else if (char === '"') {
+      }
+    } else if (char === QUOTE) {
       at = stringEnd(text, at) + 1;
       done = null;
     } else {
-      while (at < text.length && !",]} \t\n\r".includes(text[at])) at++;
+      while (at < text.length && !endsValue(text.charCodeAt(at))) at++;
       done = null;
     }
     // Put the value in its container; close every container it ends, then go to the next value.
     while (true) {
-      const parent = open.at(-1);
-      if (parent === undefined) {
-        result = done;
-        at = text.length;
-        break;
+      const depth = open.length - 1;
+      if (depth < 0) return done;
+      const parent = open[depth];
+      if (Array.isArray(parent)) parent.push(done);
+      else {
+        parent.keys.push(keys[depth]);
+        parent.values.push(done);
       }
-      if (Array.isArray(parent.shape)) parent.shape.push(done);
-      else parent.shape.set(parent.key, done);
       at = skipSpace(text, at);
-      if (text[at] === ",") {
+      if (text.charCodeAt(at) === COMMA) {
         at = skipSpace(text, at + 1);
-        if (!Array.isArray(parent.shape)) at = readKey(text, at, parent);
+        if (!Array.isArray(parent)) at = readKey(text, at, keys, depth);
         break;
       }
-      done = open.pop()!.shape; // `}` or `]`
+      done = open.pop()!; // `}` or `]`
       at++;
     }
   }
-  return result;
+  return null;
 }
 
-/** Reads the key at `at` into `into.key`; returns where its value starts. */
-function readKey(text: string, at: number, into: { key: string }): number {
+/** Reads the key at `at` into `keys[depth]`; returns where its value starts. */
+function readKey(text: string, at: number, keys: string[], depth: number): number {
   const end = stringEnd(text, at);
   const raw = text.slice(at + 1, end);
-  into.key = raw.includes("\\") ? JSON.parse(text.slice(at, end + 1)) : raw;
+  keys[depth] = raw.includes("\\") ? JSON.parse(text.slice(at, end + 1)) : raw;
   let colon = end + 1;
   while (colon < text.length && text.charCodeAt(colon) !== COLON) colon++;
   return skipSpace(text, colon + 1);
@@ -215,11 +247,17 @@ function stringEnd(text: string, at: number): number {
   }
 }
 
+/** Whether `char` ends a number, `true`, `false` or `null`. */
+function endsValue(char: number): boolean {
+  return char === COMMA || char === CLOSE_BRACE || char === CLOSE_BRACKET || isSpace(char);
+}
+
+function isSpace(char: number): boolean {
+  return char === 0x20 || char === 0x0a || char === 0x0d || char === 0x09;
+}
+
 function skipSpace(text: string, at: number): number {
-  let char = text.charCodeAt(at);
-  while (char === 0x20 || char === 0x0a || char === 0x0d || char === 0x09) {
-    char = text.charCodeAt(++at);
-  }
+  while (isSpace(text.charCodeAt(at))) at++;
   return at;
 }
 
