@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { countTokens as libraryCount } from "gpt-tokenizer";
 import { createApp } from "../server.ts";
 import { resolveOptions } from "../src/config.ts";
 import { createEngine } from "../src/engine.ts";
 import { EXIT } from "../src/run.ts";
+import { MAX_PRETOKEN_LENGTH } from "../src/linear_count.ts";
 import { loadedTokenizer, loadTokenizer, tokenBound } from "../src/tokenizer.ts";
 import { convertInProcess } from "./cli_helpers.ts";
 import { startFakeOpenAI } from "./fake_openai.ts";
@@ -152,4 +154,31 @@ Deno.test("tokenBound() is never below the o200k count", async () => {
   }
   assert.equal(tokenBound("Hello, world!"), 13);
   assert.equal(tokenBound("café"), 6);
+});
+
+/** The plain library's counts of `text` cut every {@linkcode MAX_PRETOKEN_LENGTH} characters. */
+function sumOfPieces(text: string): number {
+  let total = 0;
+  for (let start = 0; start < text.length; start += MAX_PRETOKEN_LENGTH) {
+    total += libraryCount(text.slice(start, start + MAX_PRETOKEN_LENGTH), {
+      disallowedSpecial: new Set(),
+    });
+  }
+  return total;
+}
+
+Deno.test("loadTokenizer() counts long text without word breaks by pieces", async () => {
+  const { countTokens, isWithinTokenLimit } = await loadTokenizer();
+  // The library's own pre-tokenizing regex overflows the stack on this one (15 MB of UTF-8).
+  const hanzi = "的".repeat(5_000_000);
+  assert.equal(countTokens(hanzi), sumOfPieces(hanzi));
+  // Merging one 1 MB pre-token whole would take hours.
+  const megabyte = 1 << 20;
+  assert.equal(countTokens("x".repeat(megabyte)), megabyte / 8);
+  let state = 1;
+  const dna = Array.from({ length: megabyte }, () => "ACGT"[(state = (state * 5 + 1) % 4093) % 4]);
+  const sequence = dna.join("");
+  assert.equal(countTokens(sequence), sumOfPieces(sequence));
+  assert.equal(isWithinTokenLimit(sequence, 100), false);
+  assert.equal(isWithinTokenLimit(sequence, megabyte), true);
 });
