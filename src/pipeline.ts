@@ -61,7 +61,7 @@ export interface PipelineOptions {
    *
    * @default {none: such histories are budgeted at 3 characters a token}
    */
-  loadTokenizer?: () => Promise<Pick<Tokenizer, "countTokens">>;
+  loadTokenizer?: () => Promise<Pick<Tokenizer, "countTokensUpTo">>;
   /** @default {16 MiB} */
   maxLineBytes?: number;
   /** `"auto"` also accepts a JSON array of records (used for `.json` files). @default {"jsonl"} */
@@ -213,7 +213,10 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
   const tokenizer = loadTokenizer && historyNeedsTokenCount(conversation, { historyTokens })
     ? await loadTokenizer()
     : undefined;
-  const planned = planTurns(conversation, { historyTokens, countTokens: tokenizer?.countTokens });
+  const planned = planTurns(conversation, {
+    historyTokens,
+    countTokens: tokenizer?.countTokensUpTo,
+  });
   if (planned.length === 0) return reject("no assistant turn answers a user turn");
   // An answer that already reasons, in the output format or its own, is kept as it is.
   const requests = planned.filter((request) =>

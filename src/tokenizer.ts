@@ -16,6 +16,8 @@ import { linearCounter } from "./linear_count.ts";
 export interface Tokenizer {
   /** The tokens of `text`; 0 for the empty string. Safe to pass around unbound. */
   readonly countTokens: (text: string) => number;
+  /** The tokens of `text` when at most `limit`; past it, stops there and returns a larger number. */
+  readonly countTokensUpTo: (text: string, limit: number) => number;
   /** Whether `text` has at most `limit` tokens; stops encoding once past the limit. */
   readonly isWithinTokenLimit: (text: string, limit: number) => boolean;
 }
@@ -54,6 +56,7 @@ export function loadTokenizer(): Promise<Tokenizer> {
     });
     loaded = {
       countTokens: (text) => count(text),
+      countTokensUpTo: count,
       isWithinTokenLimit: (text, limit) => count(text, limit) <= limit,
     };
     return loaded;

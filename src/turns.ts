@@ -23,12 +23,13 @@ export interface PlanOptions {
    */
   historyTokens?: number;
   /**
-   * Counts the tokens of a text. Only called when the history's UTF-8 size does not already fit
-   * the budget: see {@linkcode historyNeedsTokenCount}.
+   * Counts the tokens of a text; past `limit` it may stop and return any larger number. Only
+   * called when the history's UTF-8 size does not already fit the budget: see
+   * {@linkcode historyNeedsTokenCount}.
    *
    * @default {(text) => Math.ceil(text.length / 3)}
    */
-  countTokens?: (text: string) => number;
+  countTokens?: (text: string, limit: number) => number;
 }
 
 // Per-turn framing the prompt adds around history text ("user: ..."), in tokens.
@@ -67,8 +68,11 @@ export function planTurns(conversation: Conversation, options: PlanOptions = {})
   const system = systemParts.length > 0 ? systemParts.join("\n\n") : null;
 
   const costs = new Array<number | undefined>(turns.length);
+  // A turn over the whole budget never fits: its count can stop there, so a 4 MB turn costs
+  // the budget's worth of tokenizing, not 4 MB's.
+  const limit = Math.max(0, budget - TURN_OVERHEAD_TOKENS);
   function costOf(index: number): number {
-    return costs[index] ??= countTokens(shownText(turns[index])) + TURN_OVERHEAD_TOKENS;
+    return costs[index] ??= countTokens(shownText(turns[index]), limit) + TURN_OVERHEAD_TOKENS;
   }
   // The token bound of turns[start, boundEnd): histories only grow, so it is summed once.
   let bound = 0;

@@ -215,6 +215,10 @@ function spyTokenizer(real: Tokenizer): { tokenizer: Tokenizer; calls: () => num
         calls++;
         return real.countTokens(text);
       },
+      countTokensUpTo(text, limit) {
+        calls++;
+        return real.countTokensUpTo(text, limit);
+      },
       isWithinTokenLimit(text, limit) {
         calls++;
         return real.isWithinTokenLimit(text, limit);

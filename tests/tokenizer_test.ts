@@ -182,3 +182,13 @@ Deno.test("loadTokenizer() counts long text without word breaks by pieces", asyn
   assert.equal(isWithinTokenLimit(sequence, 100), false);
   assert.equal(isWithinTokenLimit(sequence, megabyte), true);
 });
+
+Deno.test("loadTokenizer() counts up to a limit, and past it returns more", async () => {
+  const { countTokensUpTo } = await loadTokenizer();
+  const hundred = "hello ".repeat(99);
+  assert.equal(countTokensUpTo(hundred, 100), 100);
+  assert.equal(countTokensUpTo(hundred, 1000), 100);
+  assert.ok(countTokensUpTo(hundred, 99) > 99);
+  assert.ok(countTokensUpTo("ACGT".repeat(1 << 20), 3000) > 3000);
+  assert.equal(countTokensUpTo("", 0), 0);
+});

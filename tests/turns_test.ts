@@ -207,3 +207,24 @@ Deno.test("historyNeedsTokenCount() is true exactly when planTurns() counts toke
     }
   }
 });
+
+Deno.test("planTurns() lets the counter stop once a history turn is over the budget", () => {
+  const chat = conversation([
+    ["user", "x".repeat(1 << 20)],
+    ["assistant", "Noted."],
+    ["user", "Its length?"],
+    ["assistant", "1 MiB."],
+  ]);
+  const counted: [string, number][] = [];
+  const plan = planTurns(chat, {
+    historyTokens: 3000,
+    countTokens: (text, limit) => {
+      counted.push([text.slice(0, 8), limit]);
+      return Math.min(text.length, limit + 1);
+    },
+  });
+  // Newest first, each allowed the budget less its framing.
+  assert.deepEqual(counted, [["Noted.", 2996], ["xxxxxxxx", 2996]]);
+  assert.deepEqual(plan[1].history.map((turn) => turn.text), ["Noted."]);
+  assert.equal(plan[1].droppedTurns, 1);
+});
