@@ -133,6 +133,17 @@ Deno.test("renderMessages() leaves other angle brackets in data alone", async ()
   assert.equal(section(content, "answer").trim(), answer);
 });
 
+Deno.test("renderMessages() reads a '<' before a long run of white space in one pass", async () => {
+  const template = await loadPrompt();
+  const spaces = " ".repeat(200_000);
+  const answer = `<${spaces}x, then <${spaces}/ answer>`;
+  const started = performance.now();
+  const content = renderMessages(template, request({ answer })).at(-1)!.content;
+  // A guard, not a benchmark: backtracking through the spaces took about 25 s here.
+  assert.ok(performance.now() - started < 5_000, `${performance.now() - started} ms`);
+  assert.equal(section(content, "answer").trim(), `<${spaces}x, then \u2039${spaces}/ answer>`);
+});
+
 Deno.test("renderMessages() defuses the tags a custom template uses", () => {
   const template = parsePrompt(
     "system: s\nuser_template: '<Q>{{user_message}}</Q><R>{{answer}}</R>'\n",
