@@ -28,15 +28,17 @@ export interface ThoughtOptions {
   tokenizer?: Pick<Tokenizer, "isWithinTokenLimit">;
 }
 
-const THINK_BLOCK = /<think(?:\s[^>]*)?>[\s\S]*?<\/think\s*>/gi;
-const THINK_OPEN = /<think(?:\s[^>]*)?>/i;
-const THINK_CLOSE = /<\/think\s*>/i;
+// Global for `find`. `[^<>]`, not `[^>]`: else each of many "<think " with no ">" after them reads
+// the rest of the reply. The prompt's tags take no attributes, let alone ones holding "<".
+const THINK_OPEN = /<think(?:\s[^<>]*)?>/gi;
+const THINK_CLOSE = /<\/think\s*>/gi;
 const OPEN_TAG = /<\s*thought_process\s*>/i;
 const CLOSE_TAG = /<\s*\/\s*thought_process\s*>/i;
 // The prompt's own tags (see prompts/thought_process.yaml): inside a thought they mean the model
-// echoed the prompt or nested its output.
+// echoed the prompt or nested its output. `\s*(?:\/\s*)?`, not `\s*\/?\s*`: two runs of white
+// space side by side split a long one every way there is (2 minutes on "<" and 400 KB of spaces).
 const OUR_TAGS =
-  /<\s*\/?\s*(?:thought_process|think|system_prompt|history|user_message|tool_activity|answer)\s*>/i;
+  /<\s*(?:\/\s*)?(?:thought_process|think|system_prompt|history|user_message|tool_activity|answer)\s*>/i;
 
 // Refusing the task, as opposed to a thought that merely says "I can't recall...". Anchored at
 // the start: a refusal leads with it, a reasoning step that mentions a limit does not.
@@ -185,17 +187,40 @@ export function thoughtMayNeedTokenCount(
 /** Drops `<think>` blocks, an unclosed `<think>` up to the thought, and text before a stray `</think>`. */
 function removeReasoning(content: string): string {
   if (!/<\/?think/i.test(content)) return content;
-  let text = content.replace(THINK_BLOCK, "");
+  let text = removeThinkBlocks(content);
   // Only tags before the thought are leaks; one inside it is left for the tag check to reject.
   const thoughtAt = OPEN_TAG.exec(text)?.index ?? text.length;
-  const open = THINK_OPEN.exec(text);
+  const open = find(THINK_OPEN, text, 0);
   if (open && open.index < thoughtAt) text = text.slice(0, open.index) + text.slice(thoughtAt);
   // Some chat templates put the opening <think> in the prompt, so only the closing one shows.
-  const close = THINK_CLOSE.exec(text);
+  const close = find(THINK_CLOSE, text, 0);
   if (close && close.index < (OPEN_TAG.exec(text)?.index ?? text.length)) {
     text = text.slice(close.index + close[0].length);
   }
   return text;
+}
+
+/**
+ * Drops each `<think>` block, from an opening tag to the first closing tag after it. One pass,
+ * where a lazy `<think>[\s\S]*?</think>` reads the rest of the reply once per opening tag left
+ * unclosed: once one has no closing tag after it, no later one has.
+ */
+function removeThinkBlocks(text: string): string {
+  let kept = "";
+  let from = 0;
+  for (;;) {
+    const open = find(THINK_OPEN, text, from);
+    const close = open && find(THINK_CLOSE, text, open.index + open[0].length);
+    if (!open || !close) return from === 0 ? text : kept + text.slice(from);
+    kept += text.slice(from, open.index);
+    from = close.index + close[0].length;
+  }
+}
+
+/** The first match of a global `pattern` at or after `from`. */
+function find(pattern: RegExp, text: string, from: number): RegExpExecArray | null {
+  pattern.lastIndex = from;
+  return pattern.exec(text);
 }
 
 function removeArtifactSentences(thought: string): string {

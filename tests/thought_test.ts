@@ -280,3 +280,26 @@ Deno.test("extractThought() normalises line endings and blank lines", () => {
   );
   assert.deepEqual(extractThought(reply), ok("First step.\n\nSecond step.\nThird."));
 });
+
+Deno.test("extractThought() reads a '<' before a long run of white space in one pass", () => {
+  const thought = `<${" ".repeat(200_000)}x`;
+  const started = performance.now();
+  const result = extractThought(stop(`<thought_process>${thought}</thought_process>`), {
+    tokenizer: { isWithinTokenLimit: () => true },
+  });
+  // A guard, not a benchmark: backtracking through the spaces took about 25 s here.
+  assert.ok(performance.now() - started < 5_000, `${performance.now() - started} ms`);
+  assert.deepEqual(result, ok(thought));
+});
+
+Deno.test("extractThought() reads many unclosed <think> tags in one pass", () => {
+  const thought = "Water boils at 100 C at sea level.";
+  for (const tag of ["<think>", "<think "]) {
+    const reply = stop(`${tag.repeat(100_000)}<thought_process>${thought}</thought_process>`);
+    const started = performance.now();
+    const result = extractThought(reply);
+    // A guard, not a benchmark: reading the rest of the reply at each tag took 10 to 60 s.
+    assert.ok(performance.now() - started < 5_000, `${tag}: ${performance.now() - started} ms`);
+    assert.deepEqual(result, ok(thought));
+  }
+});
