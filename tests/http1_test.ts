@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concat } from "../src/lines.ts";
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import {
   createHttp1Pool,
@@ -374,13 +375,7 @@ function coded(coding: string, body: Uint8Array, chunked = false): Uint8Array {
       encoder.encode("\r\n0\r\n\r\n"),
     ]
     : [encoder.encode(`${head}content-length: ${body.length}\r\n\r\n`), body];
-  const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  return bytes;
+  return concat(parts, Infinity);
 }
 
 Deno.test("createHttp1Pool() asks for identity and decodes a gzip, deflate or br body anyway", async (t) => {
