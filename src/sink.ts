@@ -102,12 +102,16 @@ export class OutputError extends Error {
  *
  * @param path The final file path; its directory is created when missing.
  * @returns The sink.
- * @throws {OutputError} When the directory or the file cannot be created.
+ * @throws {OutputError} When the directory or the file cannot be created, or `path` is a
+ * directory.
  */
 export async function openAtomicFile(path: string): Promise<TextSink> {
   const temporary = `${path}.partial`;
   let file: Deno.FsFile;
   try {
+    // Refused now, not at `commit`: the rename onto a directory would fail after the whole run.
+    const existing = await Deno.stat(path).catch(() => null);
+    if (existing?.isDirectory) throw new Error("it is a directory");
     await Deno.mkdir(dirname(path), { recursive: true });
     await Deno.remove(temporary).catch((error) => {
       if (!(error instanceof Deno.errors.NotFound)) throw error;

@@ -898,6 +898,23 @@ Deno.test("serve() refuses a non-loopback host without a token", async () => {
   assert.match(logs[0], /^error: no token for serve on non-loopback host 0\.0\.0\.0/);
 });
 
+Deno.test("serve() refuses a --debug-log that is a directory at start, not at shutdown", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const logs: string[] = [];
+    const options = serveOptions({ url: "http://127.0.0.1:9/v1" }, { "debug-log": dir, port: "0" });
+    const shutdown = new AbortController();
+    const exit = serve(options, { log: (line) => logs.push(line), signal: shutdown.signal });
+    // A server that started anyway is stopped, so the test fails instead of hanging.
+    const code = await within(5_000, exit, "serve() to refuse").finally(() => shutdown.abort());
+    assert.equal(code, 2);
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], /^error: Cannot start the server: Cannot write ".*": it is a directory$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM", async () => {
   await using fake = await startFakeOpenAI();
   const child = new Deno.Command(Deno.execPath(), {

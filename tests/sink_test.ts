@@ -61,6 +61,22 @@ Deno.test("openAtomicFile() replaces a stale .partial, never writing through one
   }
 });
 
+Deno.test("openAtomicFile() refuses a path that is a directory before anything is written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/taken`);
+    await assert.rejects(
+      openAtomicFile(`${dir}/taken`),
+      /Cannot write ".*taken": it is a directory/,
+    );
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), [
+      "taken",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("streamSink() hands each text on at once, in chunks the stream may keep", async () => {
   const received: Uint8Array[] = [];
   const sink = streamSink(
