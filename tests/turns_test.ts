@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { loadTokenizer } from "../src/tokenizer.ts";
+import { parseRecord } from "../src/records.ts";
 import { historyNeedsTokenCount, planTurns } from "../src/turns.ts";
 import type { Conversation, Role, Turn } from "../src/types.ts";
 
@@ -227,4 +228,17 @@ Deno.test("planTurns() lets the counter stop once a history turn is over the bud
   assert.deepEqual(counted, [["Noted.", 2996], ["xxxxxxxx", 2996]]);
   assert.deepEqual(plan[1].history.map((turn) => turn.text), ["Noted."]);
   assert.equal(plan[1].droppedTurns, 1);
+});
+
+Deno.test("planTurns() gives a turn marked weight 0 a thought too, so context turns share the format", () => {
+  const plan = planTurns(parseRecord(
+    '{"conversations":[{"from":"human","value":"Q1","weight":0},' +
+      '{"from":"gpt","value":"A1","weight":0},{"from":"human","value":"Q2","weight":0},' +
+      '{"from":"gpt","value":"A2","weight":1}]}',
+    1,
+  ));
+  assert.deepEqual(plan.map((request) => [request.turnIndex, request.answer]), [
+    [1, "A1"],
+    [3, "A2"],
+  ]);
 });
