@@ -218,18 +218,23 @@ export function parseRecord(text: string, line: number): Conversation {
   }
   const systemPrompt = typeof system === "string" ? system : null;
 
+  // A turn list wins over every other field: flat keys, `prompt`/`completion`, `data` beside it
+  // are metadata then. An empty one gives way to a flat format, as an empty column would.
   const listKey = LIST_KEYS.find((key) => Array.isArray(own(record, key)));
-  // Bare strings taking turns from the user: under a turn list's key, or UltraChat's `data`.
-  const textsKey = listKey ?? "data";
-  const texts = own(record, textsKey);
-  if (isTextList(texts)) {
-    const turns = texts.map((text, index): Turn => ({
-      index,
-      role: index % 2 === 0 ? "user" : "assistant",
-      name: textsKey,
-      text,
-    }));
-    return { line, shape: "texts", listKey: textsKey, record, system: systemPrompt, turns };
+  const list = listKey === undefined ? [] : own(record, listKey) as unknown[];
+  if (listKey !== undefined && list.length > 0) {
+    if (isTextList(list)) return textsConversation(record, listKey, list, line, systemPrompt);
+    if (isObject(list[0]) && isPair(list[0])) {
+      return {
+        line,
+        shape: "pairs",
+        listKey,
+        record,
+        system: systemPrompt,
+        turns: readPairs(list, line),
+      };
+    }
+    return { line, listKey, record, system: systemPrompt, ...readListTurns(list, line) };
   }
   const prompt = own(record, "prompt");
   const completion = own(record, "completion");
@@ -239,38 +244,48 @@ export function parseRecord(text: string, line: number): Conversation {
     const tail = { key: "completion", from: prompt.length };
     return { line, shape, listKey: "prompt", tail, record, system: systemPrompt, turns };
   }
-  if (listKey === undefined) {
-    const present = LIST_KEYS.find((key) => own(record, key) !== undefined);
-    if (present !== undefined) {
-      throw new RecordError(
-        line,
-        `"${present}" must be an array (found ${describe(own(record, present))})`,
-      );
-    }
-    const flat = readInstructionRecord(record, line, systemPrompt);
-    if (flat === null && isTurn(record)) throw new RecordError(line, loneTurn(record));
-    if (flat === null) {
-      throw new RecordError(
-        line,
-        NO_CONVERSATION + wrapperHint(record) + transcriptHint(record) + preferenceHint(record),
-      );
-    }
-    return flat;
-  }
-  const list = own(record, listKey) as unknown[];
-  if (list.length === 0) throw new RecordError(line, "conversation has no turns");
-  if (isObject(list[0]) && isPair(list[0])) {
-    return {
+  // null is how dataframe exports write an empty column of a merged dataset's other format.
+  const present = LIST_KEYS.find((key) => {
+    const value = own(record, key);
+    return value !== undefined && value !== null && !Array.isArray(value);
+  });
+  if (present !== undefined) {
+    throw new RecordError(
       line,
-      shape: "pairs",
-      listKey,
-      record,
-      system: systemPrompt,
-      turns: readPairs(list, line),
-    };
+      `"${present}" must be an array (found ${describe(own(record, present))})`,
+    );
   }
+  const flat = readInstructionRecord(record, line, systemPrompt);
+  if (flat !== null) return flat;
+  if (listKey !== undefined) throw new RecordError(line, "conversation has no turns");
+  // UltraChat's bare strings, only when no flat format reads the record: elsewhere a `data`
+  // list of strings is metadata (tags, sources).
+  const data = own(record, "data");
+  if (isTextList(data)) return textsConversation(record, "data", data, line, systemPrompt);
+  if (isTurn(record)) throw new RecordError(line, loneTurn(record));
+  const empty = LIST_KEYS.find((key) => own(record, key) === null);
+  if (empty !== undefined) throw new RecordError(line, `"${empty}" must be an array (found null)`);
+  throw new RecordError(
+    line,
+    NO_CONVERSATION + wrapperHint(record) + transcriptHint(record) + preferenceHint(record),
+  );
+}
 
-  return { line, listKey, record, system: systemPrompt, ...readListTurns(list, line) };
+/** Bare strings taking turns from the user, under `key` (UltraChat's `data`, LIMA's). */
+function textsConversation(
+  record: Record<string, unknown>,
+  key: string,
+  texts: readonly string[],
+  line: number,
+  system: string | null,
+): Conversation {
+  const turns = texts.map((text, index): Turn => ({
+    index,
+    role: index % 2 === 0 ? "user" : "assistant",
+    name: key,
+    text,
+  }));
+  return { line, shape: "texts", listKey: key, record, system, turns };
 }
 
 /**
@@ -708,9 +723,13 @@ function quote(text: string): string {
 }
 
 function shapeOf(turn: Record<string, unknown>): ListShape | null {
-  if (Object.hasOwn(turn, "from")) return "sharegpt";
-  if (Object.hasOwn(turn, "role")) return "openai";
-  return null;
+  const from = own(turn, "from");
+  const role = own(turn, "role");
+  // A null key is a dataframe export's empty column: a turn of both shapes is read by the other.
+  if (from !== undefined && (from !== null || role === undefined || role === null)) {
+    return "sharegpt";
+  }
+  return role === undefined ? null : "openai";
 }
 
 /**

@@ -1247,3 +1247,66 @@ Deno.test("isTurnList() takes a non-empty array of objects that each have from o
   assert.equal(isTurnList([]), false);
   assert.equal(isTurnList({ from: "human", value: "Hi" }), false);
 });
+
+Deno.test("parseRecord() reads a turn list first, whatever else the record holds", () => {
+  // A `data` list of tags beside a flat record is metadata, not an UltraChat conversation.
+  const alpaca = parseRecord(
+    '{"instruction":"Name a colour.","input":"","output":"Blue.","data":["alpaca","gpt4"]}',
+    1,
+  );
+  assert.equal(alpaca.shape, "instruction");
+  assert.equal(alpaca.listKey, "output");
+  assert.deepEqual(alpaca.turns.map((turn) => turn.text), ["Name a colour.", "Blue."]);
+  // `prompt`/`completion` arrays beside a `messages` list are a copy of it, not the record.
+  const chat = parseRecord(
+    '{"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}],' +
+      '"prompt":[{"role":"user","content":"2+2?"}],' +
+      '"completion":[{"role":"assistant","content":"4"}]}',
+    1,
+  );
+  assert.equal(chat.listKey, "messages");
+  assert.equal(chat.tail, undefined);
+  assert.equal(
+    assembleRecord(chat, new Map([[1, "t"]]), framing),
+    '{"messages":[{"role":"user","content":"2+2?"},' +
+      `{"role":"assistant",${answered("content", "t", "4")}}],` +
+      '"prompt":[{"role":"user","content":"2+2?"}],' +
+      '"completion":[{"role":"assistant","content":"4"}]}',
+  );
+  // UltraChat itself still reads.
+  const ultra = parseRecord('{"id":"u1","data":["Hi","Hello"]}', 1);
+  assert.equal(ultra.shape, "texts");
+  assert.equal(ultra.listKey, "data");
+});
+
+Deno.test("parseRecord() reads a merged dataframe export's rows, whose other format's columns are null", () => {
+  const alpaca = parseRecord(
+    '{"instruction":"Name a colour.","input":"","output":"Blue.","conversations":null}',
+    1,
+  );
+  assert.equal(alpaca.shape, "instruction");
+  const gsm = parseRecord('{"question":"2+2?","answer":"4","messages":null,"system":null}', 2);
+  assert.deepEqual(gsm.turns.map((turn) => turn.text), ["2+2?", "4"]);
+  // A turn with both shapes' keys, one pair of them null, is read by the other.
+  const union = parseRecord(
+    '{"messages":[{"from":null,"value":null,"role":"user","content":"hi"},' +
+      '{"from":null,"value":null,"role":"assistant","content":"hello"}]}',
+    3,
+  );
+  assert.equal(union.shape, "openai");
+  assert.equal(
+    assembleRecord(union, new Map([[1, "t"]]), framing),
+    '{"messages":[{"from":null,"value":null,"role":"user","content":"hi"},' +
+      `{"from":null,"value":null,"role":"assistant",${answered("content", "t", "hello")}}]}`,
+  );
+  const sharegpt = parseRecord(
+    '{"conversations":[{"from":"human","value":"hi","role":null},' +
+      '{"from":"gpt","value":"hello","role":null}]}',
+    4,
+  );
+  assert.equal(sharegpt.shape, "sharegpt");
+  assertRejects(
+    '{"messages":[{"from":null,"role":null}]}',
+    'turn 1: "from" must be a string (found null)',
+  );
+});
