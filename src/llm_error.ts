@@ -17,6 +17,7 @@ import {
   PermissionDeniedError,
   RateLimitError,
 } from "openai/error";
+import { cutText } from "./text_cut.ts";
 
 /**
  * What the caller should do about a failed call:
@@ -276,7 +277,7 @@ export function detailOf(text: string, context: ErrorContext): string {
   let line = text;
   if (context.apiKey !== "") line = line.replaceAll(context.apiKey, "***");
   line = line.replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, "$1 ***").replace(/\s+/g, " ").trim();
-  return line.length > DETAIL_MAX_CHARS ? `${line.slice(0, DETAIL_MAX_CHARS)}…` : line;
+  return cutText(line, DETAIL_MAX_CHARS, "…");
 }
 
 /**

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { cutText } from "./text_cut.ts";
+
 /**
  * The default reply to a chat request: a first-person thought of 2 to 4 sentences, wrapped in
  * `<thought_process>` tags. It is built from the request's data sections (`<system_prompt>`,
@@ -95,12 +97,12 @@ const OPENING_MAX_CHARS = 120;
 
 /** The first sentence, on one line, cut, without angle brackets that could fake a tag. */
 function firstSentence(text: string): string {
-  const head = text.slice(0, OPENING_MAX_CHARS * 2).replace(/[<>]/g, "").replace(/\s+/g, " ")
+  const head = cutText(text, OPENING_MAX_CHARS * 2).replace(/[<>]/g, "").replace(/\s+/g, " ")
     .trim();
   const end = head.search(/[.?!](?:\s|$)/);
   const sentence = end === -1 ? head : head.slice(0, end + 1);
   return sentence.length > OPENING_MAX_CHARS
-    ? `${sentence.slice(0, OPENING_MAX_CHARS).trimEnd()}…`
+    ? `${cutText(sentence, OPENING_MAX_CHARS).trimEnd()}…`
     : sentence;
 }
 

@@ -27,6 +27,7 @@ import {
 import type { Tokenizer } from "./tokenizer.ts";
 import { historyNeedsTokenCount, planTurns } from "./turns.ts";
 import type { InputFault, Line, Outcome } from "./types.ts";
+import { cutText } from "./text_cut.ts";
 
 /** Longest raw text kept in a reject, so a huge bad line does not bloat the rejects file. */
 export const MAX_REJECT_RAW_CHARS = 10_000;
@@ -195,9 +196,7 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     kind: "reject",
     line: line.line,
     reason,
-    raw: line.text.length > MAX_REJECT_RAW_CHARS
-      ? line.text.slice(0, MAX_REJECT_RAW_CHARS) + "…"
-      : line.text,
+    raw: cutText(line.text, MAX_REJECT_RAW_CHARS, "…"),
   });
 
   let conversation;

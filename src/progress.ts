@@ -7,6 +7,7 @@
  */
 
 import { formatCost, formatCount, formatDuration } from "./usage.ts";
+import { cutText } from "./text_cut.ts";
 
 /** What the pipeline knows at one moment. */
 export interface ProgressState {
@@ -142,7 +143,7 @@ export function createProgress(options: ProgressOptions): Progress {
 
   function draw(line: string, ms: number): void {
     if (isTTY) {
-      lastLine = line.length < columns ? line : line.slice(0, Math.max(0, columns - 1));
+      lastLine = line.length < columns ? line : cutText(line, Math.max(0, columns - 1));
       write(CLEAR_LINE + lastLine);
     } else {
       write(`[${formatDuration((ms - startMs) / 1000)}] ${line}\n`);

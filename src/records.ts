@@ -14,6 +14,7 @@ import {
   stringifyInSourceOrder,
 } from "./key_order.ts";
 import type { Conversation, ObjectConversation, Role, Turn, TurnShape } from "./types.ts";
+import { cutText } from "./text_cut.ts";
 
 /**
  * A record that cannot be used, with the 1-based line it starts on and a reason a person
@@ -961,9 +962,7 @@ function toolCalls(raw: Record<string, unknown>): string | null {
     const args = own(fn, "arguments");
     const text = typeof args === "string" ? args : args === undefined ? "" : JSON.stringify(args);
     shown.push(
-      `${name}(${
-        text.length > MAX_CALL_ARGUMENT_CHARS ? `${text.slice(0, MAX_CALL_ARGUMENT_CHARS)}…` : text
-      })`,
+      `${name}(${cutText(text, MAX_CALL_ARGUMENT_CHARS, "…")})`,
     );
   }
   return shown.length > 0 ? shown.join("; ") : null;

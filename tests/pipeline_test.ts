@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { constants, gunzipSync, gzipSync } from "node:zlib";
 import type { ThoughtWriter } from "../src/generate.ts";
-import { rephraseStream } from "../src/pipeline.ts";
+import { MAX_REJECT_RAW_CHARS, rephraseStream } from "../src/pipeline.ts";
 import { loadTokenizer } from "../src/tokenizer.ts";
 import type { Outcome, ThoughtRequest } from "../src/types.ts";
 
@@ -265,4 +265,17 @@ Deno.test("rephraseStream() writes every element of a JSON array around a broken
     const outcomes = await rephraseBytes(new TextEncoder().encode(broken), "auto");
     assert.deepEqual(tally(outcomes), { written: 199, rejects: [[start + 1, reason]] });
   }
+});
+
+Deno.test("rephraseStream() cuts a long rejected line's raw text on a whole character", async () => {
+  // The record has no answer, so it is rejected; its emoji straddles the cut at 10,000.
+  const head = '{"conversations":[{"from":"human","value":"';
+  const line = `${head}${"a".repeat(MAX_REJECT_RAW_CHARS - 1 - head.length)}😀 and more"}]}`;
+  assert.equal(line.charCodeAt(MAX_REJECT_RAW_CHARS - 1), 0xd83d);
+  const { outcomes } = await rephrase([line]);
+  const reject = outcomes[0];
+  assert.equal(reject.kind, "reject");
+  if (reject.kind !== "reject") return;
+  assert.equal(reject.raw, line.slice(0, MAX_REJECT_RAW_CHARS - 1) + "…");
+  assert.equal(reject.raw.isWellFormed(), true);
 });
