@@ -16,7 +16,8 @@ Each answer becomes PREFACE\\nTHOUGHT\\nSUFFIX\\nANSWER; the answer itself is ne
 "cotfit" below stands for "deno task start", or in full:
   deno run --allow-read --allow-write --allow-net --allow-env main.ts
 
-To add thoughts to a file or to every .jsonl/.json(.gz) file under a folder, writing out/NAME.jsonl:
+To add thoughts to a file, or to every .jsonl, .ndjson or .json file (or .gz of one) under a
+folder, writing out/NAME.jsonl:
   export OPENAI_API_KEY=sk-...
   cotfit data/ -o out/ --model gpt-4o-mini
 

@@ -67,21 +67,25 @@ export class InputReadError extends InputError {
 
 /**
  * Why a directory walk left a file out: `cotfit-output` for a name cotfit writes (`*.rejects.jsonl`,
- * `usage.json`), `parquet` for Parquet, which cotfit does not read.
+ * `usage.json`), `parquet` for Parquet, which cotfit does not read, `metadata` for the JSON files
+ * Hugging Face `datasets` writes beside the data (`dataset_info.json`, `state.json`...).
  */
-export type SkipReason = "cotfit-output" | "parquet";
+export type SkipReason = "cotfit-output" | "parquet" | "metadata";
 
 // Gzip-compressed inputs (`data.jsonl.gz`) are read as their text and written uncompressed.
-const RECORD_FILE = /\.(jsonl|json)(\.gz)?$/i;
+// `.ndjson` is JSONL by another name.
+const RECORD_FILE = /\.(jsonl|ndjson|json)(\.gz)?$/i;
 const GZIP_SUFFIX = /\.gz$/i;
 const PARQUET_FILE = /\.parquet$/i;
 const OUR_OUTPUTS = /\.rejects\.jsonl$|(^|[\\/])usage\.json$/i;
+// `save_to_disk` and the hub's loaders describe a dataset in these; they hold no records.
+const DATASET_METADATA = /^(dataset_info|dataset_infos|dataset_dict|state)\.json$/i;
 /** Written by every run into its output directory (see `run.ts`). */
 const USAGE_FILE = "usage.json";
 
 /**
- * Lists the inputs: a file maps to `OUT/<base name>`, a directory to every `.jsonl`/`.json`
- * (or `.jsonl.gz`/`.json.gz`) below it (sorted, recursively) at the same relative path under
+ * Lists the inputs: a file maps to `OUT/<base name>`, a directory to every `.jsonl`, `.ndjson`
+ * or `.json` (or a `.gz` of one) below it (sorted, recursively) at the same relative path under
  * `OUT`, `-` to stdout. A `.gz` input's output drops the `.gz`: it is written uncompressed.
  * Files to be written (outputs, rejects, usage, and `files`) that collide, that are a directory,
  * or that would overwrite an input are usage errors, whatever the paths: a file to be written
@@ -153,7 +157,8 @@ export async function planInputs(
       // A run that reads nothing and says "0 written" looks like success: say why instead.
       if (files.length === 0) {
         throw new InputError(
-          `no .jsonl or .json file in "${input}" (nor a .gz of one; outputs of cotfit excluded)` +
+          `no .jsonl, .ndjson or .json file in "${input}" (nor a .gz of one; outputs of cotfit ` +
+            "and dataset metadata excluded)" +
             (parquet > 0
               ? `; its ${parquet} .parquet file${parquet === 1 ? " is" : "s are"} not read: ` +
                 `convert ${parquet === 1 ? "it" : "them"} to JSONL first (${PARQUET_TO_JSONL})`
@@ -417,7 +422,7 @@ function planFile(input: string, compressedOutput: string, regular: boolean): In
   return {
     input,
     output,
-    rejects: output.replace(/\.(jsonl|json)$/i, "") + ".rejects.jsonl",
+    rejects: output.replace(/\.(jsonl|ndjson|json)$/i, "") + ".rejects.jsonl",
     format: /\.json$/i.test(input.replace(GZIP_SUFFIX, "")) ? "auto" : "jsonl",
     regular,
   };
@@ -451,7 +456,8 @@ async function listRecordFiles(
     for (const entry of entries) {
       const path = join(current, entry.name);
       const recordFile = RECORD_FILE.test(entry.name);
-      const wanted = recordFile && !OUR_OUTPUTS.test(entry.name);
+      const metadata = DATASET_METADATA.test(entry.name);
+      const wanted = recordFile && !OUR_OUTPUTS.test(entry.name) && !metadata;
       let { isDirectory, isFile } = entry;
       if (entry.isSymlink) {
         const target = await Deno.stat(path).catch(() => null);
@@ -463,6 +469,7 @@ async function listRecordFiles(
       }
       if (isDirectory) await walk(path);
       else if (isFile && wanted) found.push(path);
+      else if (isFile && metadata) onSkipped(path, "metadata");
       else if (isFile && recordFile) onSkipped(path, "cotfit-output");
       else if (isFile && PARQUET_FILE.test(entry.name)) {
         parquet++;

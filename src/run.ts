@@ -302,6 +302,8 @@ function skippedWarning(why: SkipReason, paths: readonly string[]): string {
     (paths.length > 3 ? ` and ${paths.length - 3} more` : "");
   const advice = why === "parquet"
     ? `cotfit does not read Parquet; convert to JSONL first (${PARQUET_TO_JSONL})`
+    : why === "metadata"
+    ? "Hugging Face dataset metadata, not records; pass one by name to read it"
     : "their names are those of cotfit's rejects and usage files; pass one by name to read it";
   return `warning: not read: ${shown}: ${advice}\n`;
 }

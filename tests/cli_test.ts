@@ -596,9 +596,18 @@ Deno.test("cli: files a folder holds but cotfit does not read are named in a war
     "in/hard.rejects.jsonl": record,
     "in/usage.json": record,
     "in/more.parquet": "PAR1",
+    "in/dataset_info.json": '{"features":{}}',
+    "in/extra.ndjson": record,
   });
   const result = await runCli(convertArgs(join(root, "in"), join(root, "out"), fake.url));
   assert.equal(result.code, 0, result.stderr);
+  const extra = await Deno.readTextFile(join(root, "out/extra.ndjson"));
+  assert.equal(extra.trimEnd().split("\n").length, 1);
+  assert.match(extra, /Thought Process/);
+  assert.match(
+    result.stderr,
+    /warning: not read: .*dataset_info\.json": Hugging Face dataset metadata, not records/,
+  );
   assert.match(
     result.stderr,
     /warning: not read: .*hard\.rejects\.jsonl", ".*usage\.json": .*pass one by name/,

@@ -33,6 +33,35 @@ Deno.test("planInputs() maps a directory recursively to the same relative names"
   assert.deepEqual(skipped, [[join(root, "in/old.rejects.jsonl"), "cotfit-output"]]);
 });
 
+Deno.test("planInputs() reads .ndjson files and leaves Hugging Face dataset metadata out, saying so", async () => {
+  const root = await tree({
+    "in/train.ndjson": "",
+    "in/dataset_info.json": "{}",
+    "in/train/state.json": "{}",
+    "in/train/dataset_dict.json": "{}",
+    "in/train/part.json": "",
+  });
+  const skipped: [string, string][] = [];
+  const plans = await planInputs(
+    [join(root, "in")],
+    join(root, "out"),
+    {},
+    (path, why) => skipped.push([path, why]),
+  );
+  assert.deepEqual(plans.map((p) => [p.output, p.rejects, p.format]), [
+    [join(root, "out/train.ndjson"), join(root, "out/train.rejects.jsonl"), "jsonl"],
+    [join(root, "out/train/part.json"), join(root, "out/train/part.rejects.jsonl"), "auto"],
+  ]);
+  assert.deepEqual(skipped.toSorted(), [
+    [join(root, "in/dataset_info.json"), "metadata"],
+    [join(root, "in/train/dataset_dict.json"), "metadata"],
+    [join(root, "in/train/state.json"), "metadata"],
+  ]);
+  // Named, it is read.
+  const named = await planInputs([join(root, "in/dataset_info.json")], join(root, "out"));
+  assert.equal(named.length, 1);
+});
+
 Deno.test("planInputs() takes gzip inputs and names their outputs without .gz", async () => {
   const root = await tree({
     "in/a.jsonl.gz": "",
@@ -124,7 +153,8 @@ Deno.test("planInputs() refuses a directory with no record file, or that is the 
   await assert.rejects(
     () => planInputs([join(root, "docs")], join(root, "out")),
     (error: InputError) =>
-      error instanceof InputError && error.message.startsWith("no .jsonl or .json file in"),
+      error instanceof InputError &&
+      error.message.startsWith("no .jsonl, .ndjson or .json file in"),
   );
   await assert.rejects(() => planInputs([join(root, "done")], join(root, "out")), /no \.jsonl/);
   // A Hugging Face download is often Parquet: say so rather than only "nothing here".
@@ -133,7 +163,7 @@ Deno.test("planInputs() refuses a directory with no record file, or that is the 
     () => planInputs([hf], join(hf, "out")),
     (error: InputError) =>
       error instanceof InputError &&
-      /^no \.jsonl or \.json file in .*; its 2 \.parquet files are not read: convert them to JSONL/
+      /^no \.jsonl, \.ndjson or \.json file in .*; its 2 \.parquet files are not read: convert them to JSONL/
         .test(error.message),
   );
   await assert.rejects(
