@@ -135,6 +135,7 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     if (call.failure) meter.addFailure(call.failure);
     debugLog?.write(
       JSON.stringify({
+        file: call.source ?? null,
         line: call.line,
         turn: call.turnIndex + 1,
         attempt: call.attempt + 1,

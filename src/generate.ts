@@ -23,6 +23,8 @@ export type ThoughtOutcome = { ok: true; thought: string } | { ok: false; reason
 /** One finished LLM call, for usage accounting and the debug log. */
 export interface CallRecord {
   readonly line: number;
+  /** The input file of the record (`WriteContext.source`). */
+  readonly source?: string;
   readonly turnIndex: number;
   readonly attempt: number;
   readonly messages: readonly ChatMessage[];
@@ -76,6 +78,8 @@ export interface ThoughtWriterOptions {
 /** Per-call context: `line` tags debug-log entries, `signal` aborts waits and in-flight calls. */
 export interface WriteContext {
   readonly line: number;
+  /** The input file the record comes from, when there is one. */
+  readonly source?: string;
   readonly signal?: AbortSignal;
   /**
    * The framing the thought will be written in: a thought holding one of its lines as a line of
@@ -119,7 +123,7 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     running: Running,
   ): Promise<ThoughtOutcome> {
     try {
-      const { line, signal } = context;
+      const { line, source, signal } = context;
       let lastReason = "no attempt made";
       for (let attempt = 0; attempt <= options.retries; attempt++) {
         signal?.throwIfAborted();
@@ -165,6 +169,7 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
             : "upstream unreachable or bad reply";
           options.events?.onCall?.({
             line,
+            source,
             turnIndex,
             attempt,
             messages,
@@ -178,7 +183,16 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
         }
         if (reply && result) {
           const failure = result.ok ? null : result.reason.split(":")[0];
-          options.events?.onCall?.({ line, turnIndex, attempt, messages, reply, result, failure });
+          options.events?.onCall?.({
+            line,
+            source,
+            turnIndex,
+            attempt,
+            messages,
+            reply,
+            result,
+            failure,
+          });
           if (result.ok) return result;
           lastReason = `no valid thought: ${result.reason}`;
           transient = false;

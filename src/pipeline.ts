@@ -36,6 +36,8 @@ export const MAX_REJECT_RAW_CHARS = 10_000;
 export interface PipelineOptions {
   framing: Framing;
   writeThought: ThoughtWriter;
+  /** The input the records come from, passed on to the writer (the debug log names it). */
+  source?: string;
   /**
    * Records in progress or waiting for an earlier one; bounds memory.
    *
@@ -226,7 +228,12 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     options.onKeptThought?.(line.line);
   }
 
-  const context = { line: line.line, signal: options.signal, framing: options.framing };
+  const context = {
+    line: line.line,
+    source: options.source,
+    signal: options.signal,
+    framing: options.framing,
+  };
   // Most records ask for one thought: awaited alone, it keeps no Promise.all state while it waits.
   const results = requests.length === 1
     ? [await options.writeThought(requests[0], context)]

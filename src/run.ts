@@ -229,6 +229,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
   const pipeline = rephraseStream({
     framing: { preface: options.cotPreface, suffix: options.cotSuffix },
     writeThought: context.writeThought,
+    source: plan.input,
     // Wide enough that a record waiting out a backoff does not stall the ones behind it; the
     // pipeline also caps the window's text, so memory stays bounded.
     window: Math.max(256, options.concurrency * 4),

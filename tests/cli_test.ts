@@ -1016,3 +1016,40 @@ Deno.test("the tasks that run cotfit all cap the heap with the flags the bench m
   assert.match(flags ?? "", /^--v8-flags=--max-old-space-size=\d+,--max-semi-space-size=\d+$/);
   for (const task of ["demo", "serve", "compile"]) assert.equal(flagsOf(task), flags, task);
 });
+
+Deno.test("cli: --debug-log has one line per call naming its file, line and turn, and no API key", async () => {
+  await using fake = await startFakeOpenAI();
+  const key = "sk-debug-log-secret-123";
+  const root = await tempTree({
+    "in/a.jsonl": JSON.stringify(SHAREGPT[0]) + "\n",
+    "in/b.jsonl": "\n" + JSON.stringify(SHAREGPT[1]) + "\n",
+  });
+  const debugLog = join(root, "debug.jsonl");
+  const result = await runCli(
+    [
+      ...convertArgs(join(root, "in"), join(root, "out"), fake.url),
+      "-q",
+      "--no-cache",
+      "--debug-log",
+      debugLog,
+    ],
+    { env: { OPENAI_API_KEY: key } },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  const text = await Deno.readTextFile(debugLog);
+  assert.ok(!text.includes(key));
+  const calls = (parseJsonl(text) as Json[]).toSorted((x, y) =>
+    String(x.file).localeCompare(String(y.file)) || Number(x.turn) - Number(y.turn)
+  );
+  // b.jsonl's record is on its line 2, with two answers (turns 3 and 5).
+  assert.deepEqual(calls.map((call) => [call.file, call.line, call.turn, call.attempt]), [
+    [join(root, "in/a.jsonl"), 1, 2, 1],
+    [join(root, "in/b.jsonl"), 2, 3, 1],
+    [join(root, "in/b.jsonl"), 2, 5, 1],
+  ]);
+  for (const call of calls) {
+    assert.equal(typeof call.thought, "string");
+    assert.ok(Array.isArray(call.messages) && call.messages.length > 0);
+    assert.equal(typeof call.reply, "string");
+  }
+});
