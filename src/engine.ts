@@ -116,7 +116,9 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
           }
         } else record(call, call.reply?.usage ?? null);
       },
-      onCacheHit: () => meter.addCacheHit(),
+      // Without a cache file the memory cache only holds this run's own thoughts: a hit is a
+      // duplicate, as a dry run counts it.
+      onCacheHit: hooks.cachePath === null ? () => meter.addDedupeHit() : () => meter.addCacheHit(),
       onDedupe: () => meter.addDedupeHit(),
       onRetry(info) {
         meter.addRetry();

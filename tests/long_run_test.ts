@@ -133,6 +133,26 @@ Deno.test("long run: identical turns within a dataset are generated once", async
   assert.equal(usage.dedupeHits, 4);
 });
 
+Deno.test("long run: with --no-cache, a later file's repeat of a thought is counted as a duplicate, not a cache hit", async () => {
+  await using fake = await startFakeOpenAI();
+  const record = JSON.stringify({
+    conversations: [{ from: "human", value: "Same?" }, { from: "gpt", value: "Same." }],
+  });
+  const root = await tempTree({
+    "in/a.jsonl": record + "\n",
+    "in/b.jsonl": `${record}\n${record}\n`,
+  });
+  const result = await runCli([
+    ...convertArgs(join(root, "in"), join(root, "out"), fake.url),
+    "--no-cache",
+    "-q",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fake.stats.requests, 1);
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
+  assert.deepEqual([usage.calls, usage.cacheHits, usage.dedupeHits], [1, 0, 2]);
+});
+
 Deno.test("long run: --dry-run makes no call and estimates tokens within 15% of a real run", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "data.jsonl": dataset(60) + "not json\n" });
