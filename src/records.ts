@@ -517,7 +517,9 @@ function turnsWithThoughts(
       const text = composeAnswer(framing, thought, answer);
       turns[index] = carryKeyOrder(turn, { ...turn, [textKey]: text });
     } else if (Array.isArray(answer)) {
-      const thoughtPart = { type: "text", text: composeAnswer(framing, thought, "") };
+      // In the answer's own kind of text part (the Responses API's `output_text`, say).
+      const type = answer.find(isTextPart)?.type ?? "text";
+      const thoughtPart = { type, text: composeAnswer(framing, thought, "") };
       turns[index] = carryKeyOrder(turn, { ...turn, [textKey]: [thoughtPart, ...answer] });
     } else {
       throw new TypeError(
@@ -989,6 +991,13 @@ function hasReasoning(raw: Record<string, unknown>, content: unknown): boolean {
  * Text parts joined, a refusal part's refusal too (it is the answer's text); other parts (images,
  * audio...) shown as `[type]` so a reader knows. `hasText`: some part had non-blank text.
  */
+/** Content part types that hold text: Chat Completions' and the Responses API's. */
+const TEXT_PART_TYPES = new Set(["text", "input_text", "output_text"]);
+
+function isTextPart(part: unknown): part is { type: string } {
+  return isObject(part) && typeof part.type === "string" && TEXT_PART_TYPES.has(part.type);
+}
+
 function partsText(
   parts: readonly unknown[],
   index: number,
@@ -1012,7 +1021,7 @@ function partsText(
       hasText ||= refusal.trim() !== "";
       continue;
     }
-    if (type !== "text") {
+    if (!TEXT_PART_TYPES.has(type)) {
       text += `[${type}]`;
       continue;
     }

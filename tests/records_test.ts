@@ -764,6 +764,23 @@ Deno.test("assembleRecord() puts the thought in a new first part of array conten
   assert.equal(joined, composeAnswer(framing, "Describe.", "Look: a cat."));
 });
 
+Deno.test("parseRecord() reads the Responses API's input_text and output_text parts as text", () => {
+  const text = record([
+    { role: "user", content: [{ type: "input_text", text: "Name a colour." }] },
+    { role: "assistant", content: [{ type: "output_text", text: "Blue.", annotations: [] }] },
+  ]);
+  const conversation = parseRecord(text, 1);
+  assert.deepEqual(conversation.turns.map((turn) => [turn.text, turn.textless]), [
+    ["Name a colour.", undefined],
+    ["Blue.", undefined],
+  ]);
+  const out = JSON.parse(assembleRecord(conversation, new Map([[1, "Pick one."]]), framing));
+  assert.deepEqual(out.messages[1].content, [
+    { type: "output_text", text: composeAnswer(framing, "Pick one.", "") },
+    { type: "output_text", text: "Blue.", annotations: [] },
+  ]);
+});
+
 Deno.test("assembleRecord() does not modify the parsed record", () => {
   const text = JSON.stringify({
     id: 1,
