@@ -197,7 +197,7 @@ export function parseRecord(text: string, line: number): Conversation {
     const message = error instanceof Error ? error.message : String(error);
     // Valid JSON can still be too deep for the reviver's recursion: say so, not "invalid".
     if (error instanceof RangeError) throw new RecordError(line, `nested too deeply: ${message}`);
-    throw new RecordError(line, `not valid JSON: ${message}${utf16Hint(text)}`);
+    throw new RecordError(line, `not valid JSON: ${message}${utf16Hint(text)}${nanHint(text)}`);
   }
   if (needs & KEY_ORDER && learnKeyOrder(text, value)) IN_SOURCE_ORDER.add(value as object);
   if (!isObject(value)) {
@@ -786,6 +786,15 @@ function utf16Hint(text: string): string {
   if (nuls * 3 < text.length) return "";
   return "; it holds NUL characters, as UTF-16 text without a byte order mark does: convert it " +
     "to UTF-8 first (iconv -f UTF-16LE -t UTF-8)";
+}
+
+/** A bare `NaN` or `Infinity` where a value stands, as Python's `json.dumps` writes them. */
+const NON_JSON_NUMBER = /[:[,]\s*(?:NaN|-?Infinity)\s*[,\]}]/;
+
+function nanHint(text: string): string {
+  if (!NON_JSON_NUMBER.test(text)) return "";
+  return "; NaN and Infinity are not JSON (Python's json.dumps writes them): write null " +
+    "instead, or dump with allow_nan=False to find them";
 }
 
 /** A Capybara-style `{input, output}` element: neither ShareGPT's `from` nor OpenAI's `role`. */

@@ -1327,3 +1327,25 @@ Deno.test("parseRecord() reads a merged dataframe export's rows, whose other for
     'turn 1: "from" must be a string (found null)',
   );
 });
+
+Deno.test("parseRecord() says where NaN and Infinity, which are not JSON, come from", () => {
+  for (const value of ["NaN", "Infinity", "-Infinity"]) {
+    assert.throws(
+      () =>
+        parseRecord(
+          `{"score":${value},"conversations":[{"from":"human","value":"q"},` +
+            '{"from":"gpt","value":"a"}]}',
+          7,
+        ),
+      (error: unknown) =>
+        error instanceof RecordError && error.line === 7 &&
+        /^not valid JSON: .*; NaN and Infinity are not JSON \(Python's json\.dumps writes them\)/
+          .test(error.reason),
+    );
+  }
+  // In a string it is text, and other invalid JSON gets no such hint.
+  assert.throws(
+    () => parseRecord('{"a":"NaN", oops}', 1),
+    (error: unknown) => error instanceof RecordError && !error.reason.includes("NaN and Infinity"),
+  );
+});
