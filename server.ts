@@ -110,6 +110,8 @@ const NDJSON_HEADERS = {
 } as const;
 const PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const NOTICE_INTERVAL_MS = 5000;
+/** After a second signal, how long clients get to read the error lines before being cut off. */
+const HALT_GRACE_MS = 2000;
 
 /**
  * Builds the server's Hono app. The listener is not its business: hand `app.fetch` to
@@ -344,6 +346,7 @@ export async function serve(options: Options, hooks: ServeHooks = {}): Promise<n
   log(`cotfit serve listening on ${urlOf(server.addr)}`);
 
   let signals = 0;
+  let forceClose: ReturnType<typeof setTimeout> | undefined;
   const onSignal = () => {
     signals += 1;
     if (signals === 1) {
@@ -353,6 +356,9 @@ export async function serve(options: Options, hooks: ServeHooks = {}): Promise<n
     } else if (signals === 2) {
       log("shutting down now: aborting the records in flight");
       halt.abort();
+      // Their error lines go out if clients read them; a client that does not read would hold
+      // the shutdown forever, so connections still open after a moment are closed.
+      forceClose = setTimeout(() => server.abort(), HALT_GRACE_MS);
     }
   };
   const signalNames: Deno.Signal[] = Deno.build.os === "windows"
@@ -364,6 +370,7 @@ export async function serve(options: Options, hooks: ServeHooks = {}): Promise<n
   try {
     await server.finished;
   } finally {
+    clearTimeout(forceClose);
     for (const name of signalNames) Deno.removeSignalListener(name, onSignal);
     hooks.signal?.removeEventListener("abort", onSignal);
     await engine.close();

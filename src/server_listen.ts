@@ -44,6 +44,11 @@ export interface Listener extends AsyncDisposable {
   readonly addr: { readonly hostname: string; readonly port: number };
   /** Stops accepting connections and resolves once every response in flight is done. */
   shutdown(): Promise<void>;
+  /**
+   * Closes every connection now, responses in flight too: `shutdown` waits on a client that no
+   * longer reads its response, this does not.
+   */
+  abort(): void;
   /** Resolves once the server has stopped. */
   readonly finished: Promise<void>;
 }
@@ -80,6 +85,7 @@ export function listen(handler: FetchHandler, options: ListenOptions): Promise<L
   // Keep-alive connections between requests; Deno's node:http neither times them out nor
   // closes them in closeIdleConnections(), so shutdown closes them itself.
   const idle = new Set<Socket>();
+  const sockets = new Set<Socket>();
   // A 1 GB upload may take longer than Node's default 5 minutes for a whole request.
   const server = createServer({ requestTimeout: 0 }, (incoming, outgoing) => {
     const socket = incoming.socket;
@@ -96,7 +102,11 @@ export function listen(handler: FetchHandler, options: ListenOptions): Promise<L
   });
   server.on("connection", (socket: Socket) => {
     idle.add(socket);
-    socket.once("close", () => idle.delete(socket));
+    sockets.add(socket);
+    socket.once("close", () => {
+      idle.delete(socket);
+      sockets.delete(socket);
+    });
   });
   server.on("close", () => finished.resolve());
 
@@ -116,6 +126,10 @@ export function listen(handler: FetchHandler, options: ListenOptions): Promise<L
             for (const socket of idle) socket.destroy();
           });
           return shutdown;
+        },
+        abort() {
+          listener.shutdown().catch(() => {});
+          for (const socket of sockets) socket.destroy();
         },
         [Symbol.asyncDispose]() {
           return listener.shutdown();

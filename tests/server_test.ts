@@ -967,6 +967,74 @@ Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM",
   assert.match(text, /cotfit serve stopped/);
 });
 
+Deno.test("server.ts exits 130 on a second signal even while a client does not read its response", async () => {
+  await using fake = await startFakeOpenAI();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-env=OPENAI_*,COTFIT_*,LOG_TOKENS,LOG_STREAM",
+      new URL("../server.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+      "--model",
+      "m",
+      "--base-url",
+      fake.url,
+      "--no-cache",
+    ],
+    env: { NO_COLOR: "1", COTFIT_TOKEN: TOKEN, OPENAI_API_KEY: API_KEY },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(lineStream()).getReader();
+  const first = await within(10_000, stderr.read(), "the listening line");
+  const port = first.value && "text" in first.value
+    ? /:(\d+)$/.exec(first.value.text)?.[1]
+    : undefined;
+  assert.ok(port, `listening line, got ${JSON.stringify(first.value)}`);
+  // A client that uploads and never reads: its response fills the socket's buffers.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  const lines = Array.from({ length: 20_000 }, (_, i) => JSON.stringify(sharegpt("s", i))).join(
+    "\n",
+  ) + "\n";
+  const body = new TextEncoder().encode(lines);
+  const head = new TextEncoder().encode(
+    `POST /v1/rephrase HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\n` +
+      `content-type: application/x-ndjson\r\ncontent-length: ${body.length}\r\n\r\n`,
+  );
+  const upload = (async () => {
+    await conn.write(head);
+    for (let at = 0; at < body.length;) at += await conn.write(body.subarray(at));
+  })().catch(() => {});
+  // Calls stop once the unread response fills the socket's buffers and the server waits on it.
+  let seen = -1;
+  for (let tries = 0; fake.stats.requests !== seen || seen === 0; tries++) {
+    assert.ok(tries < 40, "the server to wait on the client");
+    seen = fake.stats.requests;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  // Stalled, not done: the upload is still being read.
+  assert.ok(seen < 20_000, `${seen} calls`);
+  child.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  child.kill("SIGTERM");
+  const status = await within(10_000, child.status, "server.ts to exit after two signals")
+    .catch((error) => {
+      child.kill("SIGKILL");
+      conn.close();
+      throw error;
+    });
+  assert.equal(status.code, 130);
+  conn.close();
+  await upload;
+  const rest = await readAll(stderr);
+  assert.match(rest, /shutting down now: aborting the records in flight/);
+  assert.match(rest, /cotfit serve stopped/);
+});
+
 Deno.test("main.ts serve refuses a non-loopback host without a token, in one line", async () => {
   const result = await runCli(["serve", "--host", "0.0.0.0", "--model", "m"]);
   assert.equal(result.code, 2);
