@@ -154,7 +154,6 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
         } catch (error) {
           if (!(error instanceof LlmError)) throw error;
           if (error.kind === "aborted") throw signal?.reason ?? error;
-          if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
           const result: ThoughtOutcome = {
             ok: false,
             // A rejection without a status is cotfit's own (a reply over the cap): said as is.
@@ -177,6 +176,8 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
             result,
             failure,
           });
+          // Counted and logged first: the call that stops the run is one of its failures.
+          if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
           if (error.kind === "rejected") return result;
           lastReason = result.reason;
           retryAfterMs = error.retryAfterMs;

@@ -256,6 +256,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     });
 
   let written = 0;
+  let rejected = 0;
   try {
     if (isArray) await out.write("[\n");
     for await (const outcome of pipeline.readable) {
@@ -267,6 +268,10 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
   } catch (error) {
     await out.discard();
     await rejects.sink?.discard();
+    // What went to stdout or stderr is out already; what went to a file goes with it.
+    if (!context.dryRun) {
+      meter.discardRecords(plan.output ? written : 0, plan.rejects ? rejected : 0);
+    }
     throw error;
   }
   await feeding;
@@ -284,6 +289,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
       return;
     }
     meter.addRecord("rejected");
+    rejected++;
     const sink = await openRejects();
     await sink.write(
       JSON.stringify({

@@ -95,6 +95,11 @@ export interface UsageSnapshot {
   readonly rejected: number;
   /** Blank input lines skipped. */
   readonly skipped: number;
+  /**
+   * Records done, then dropped with the file they were in when a fatal error stopped the run
+   * (the file being written is discarded): not written, not rejected.
+   */
+  readonly discarded: number;
   /** Records read, written or rejected: the count behind `conversationsPerSecond`. */
   readonly conversations: number;
   readonly wallSeconds: number;
@@ -135,6 +140,7 @@ export class UsageMeter {
   #written = 0;
   #rejected = 0;
   #skipped = 0;
+  #discarded = 0;
   #conversations = 0;
 
   /** @param startMs When the run started, on the clock later passed to `snapshot`. */
@@ -187,12 +193,22 @@ export class UsageMeter {
     else this.#skipped += 1;
   }
 
-  /** Prompt and completion tokens so far. */
+  /**
+   * Moves the records of a discarded file from written and rejected to discarded, so the counts
+   * say what the files on disk hold.
+   */
+  discardRecords(written: number, rejected: number): void {
+    this.#written -= written;
+    this.#rejected -= rejected;
+    this.#discarded += written + rejected;
+  }
+
   /** LLM calls that returned a generation so far (see {@linkcode UsageSnapshot.calls}). */
   get calls(): number {
     return this.#calls;
   }
 
+  /** Prompt and completion tokens so far. */
   get tokens(): { readonly input: number; readonly output: number } {
     return { input: this.#inputTokens, output: this.#outputTokens };
   }
@@ -229,6 +245,7 @@ export class UsageMeter {
       written: this.#written,
       rejected: this.#rejected,
       skipped: this.#skipped,
+      discarded: this.#discarded,
       conversations: this.#conversations,
       wallSeconds,
       conversationsPerSecond: wallSeconds > 0 ? this.#conversations / wallSeconds : 0,
@@ -267,7 +284,10 @@ export function formatSummary(snapshot: UsageSnapshot, prices: Prices | null): s
     `records   ${formatCount(snapshot.written)} written, ${
       formatCount(snapshot.rejected)
     } rejected, ` +
-    `${formatCount(snapshot.skipped)} skipped (blank)`,
+    `${formatCount(snapshot.skipped)} skipped (blank)` +
+    (snapshot.discarded > 0
+      ? `, ${formatCount(snapshot.discarded)} done but discarded with their unfinished file`
+      : ""),
     `calls     ${formatCount(snapshot.calls)} (cache hits ${formatCount(snapshot.cacheHits)}, ` +
     `dedupe hits ${formatCount(snapshot.dedupeHits)}, retries ${formatCount(snapshot.retries)})` +
     (snapshot.keptThoughts > 0

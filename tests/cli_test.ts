@@ -746,6 +746,42 @@ Deno.test("cli: a run the upstream stops midway still says, and records, what it
   assert.equal(usage.interrupted, false);
 });
 
+Deno.test("cli: after a 401 midway, the counts say what the files on disk hold and the 401 is a failure", async () => {
+  // a.jsonl is done after 3 calls; b.jsonl's first 3 records are done before the key is revoked.
+  await using fake = await startFakeOpenAI({ script: (n) => n > 6 ? "unauthorized" : undefined });
+  const record = (i: number) =>
+    JSON.stringify({
+      conversations: [{ from: "human", value: `Is ${i} odd?` }, { from: "gpt", value: "Maybe." }],
+    });
+  const root = await tempTree({
+    "in/a.jsonl": [0, 1, 2].map(record).join("\n") + "\n",
+    "in/b.jsonl": ["not json", ...[3, 4, 5, 6, 7].map(record)].join("\n") + "\n",
+  });
+  const result = await runCli([
+    ...convertArgs(join(root, "in"), join(root, "out"), fake.url),
+    "--concurrency",
+    "1",
+  ]);
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(
+    (await Deno.readTextFile(join(root, "out/a.jsonl"))).trimEnd().split("\n").length,
+    3,
+  );
+  assert.deepEqual(
+    (await Array.fromAsync(Deno.readDir(join(root, "out")))).map((e) => e.name).sort(),
+    [".cotfit-cache.sqlite", "a.jsonl", "usage.json"],
+  );
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
+  assert.deepEqual([usage.written, usage.rejected, usage.discarded], [3, 0, 4]);
+  // The refused call is a failure (a call already waiting for the slot may be refused too).
+  assert.deepEqual(Object.keys(usage.failures), ["upstream 401"]);
+  assert.ok(usage.failures["upstream 401"] >= 1);
+  assert.match(
+    result.stderr,
+    /^records +3 written, 0 rejected, 0 skipped \(blank\), 4 done but discarded/m,
+  );
+});
+
 Deno.test("cli: an output or cache that cannot be created exits 2 with the reason", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "file": "" });

@@ -70,6 +70,7 @@ Deno.test("UsageMeter.snapshot() returns every counter as plain JSON", () => {
     written: 3,
     rejected: 1,
     skipped: 1,
+    discarded: 0,
     conversations: 4,
     wallSeconds: 2,
     conversationsPerSecond: 2,
