@@ -131,10 +131,13 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     // --limit and --sample are the run's, not each file's: one budget and one sample span them.
     const budget = options.limit === null ? null : { remaining: options.limit };
     const picked = await runSelection(plans, options, say);
-    for (const plan of plans) {
+    for (const [index, plan] of plans.entries()) {
       if (env.stop.aborted) break;
       // The run has every record it takes: the files left are not read, and get no output.
-      if (budget?.remaining === 0 || picked?.needed === 0) break;
+      if (budget?.remaining === 0 || picked?.needed === 0) {
+        if (!options.dryRun) await removeStaleOutputs(plans.slice(index), say);
+        break;
+      }
       await convertOne(plan, {
         budget,
         picked,
@@ -301,6 +304,32 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
       "\n",
     );
   }
+}
+
+/**
+ * Removes what an earlier run wrote for inputs this one does not read (`--limit`, `--sample`), so
+ * the output folder holds this run's records alone, as usage.json counts them.
+ */
+async function removeStaleOutputs(
+  unread: readonly InputPlan[],
+  say: (text: string) => void,
+): Promise<void> {
+  const removed: string[] = [];
+  for (const plan of unread) {
+    for (const path of [plan.output, plan.rejects]) {
+      if (path === null) continue;
+      try {
+        await Deno.remove(path);
+        removed.push(path);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    }
+  }
+  if (removed.length === 0) return;
+  const shown = removed.slice(0, 3).map((path) => `"${path}"`).join(", ") +
+    (removed.length > 3 ? ` and ${removed.length - 3} more` : "");
+  say(`note: removed ${shown}: an earlier run's output of inputs this run does not read\n`);
 }
 
 /** One warning for the files of a kind that folders held but cotfit did not read. */

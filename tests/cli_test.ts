@@ -655,6 +655,28 @@ Deno.test("cli: --limit takes the run's first N records, across files, and reads
   assert.equal(fake.stats.requests, 5);
 });
 
+Deno.test("cli: --limit removes what an earlier run wrote for the files it does not read", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await shards(3, 3);
+  const args = convertArgs(join(root, "in"), join(root, "out"), fake.url);
+  assert.equal((await runCli(args)).code, 0);
+  await Deno.writeTextFile(join(root, "out/f3.rejects.jsonl"), "{}\n");
+  const limited = await runCli([...args, "--limit", "2"]);
+  assert.equal(limited.code, 0, limited.stderr);
+  // The folder now holds this run's records alone, as usage.json counts them.
+  assert.deepEqual(await idsWritten(join(root, "out")), ["1-0", "1-1"]);
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
+  assert.equal(usage.written, 2);
+  assert.deepEqual(
+    (await Array.fromAsync(Deno.readDir(join(root, "out")))).map((e) => e.name).sort(),
+    [".cotfit-cache.sqlite", "f1.jsonl", "usage.json"],
+  );
+  assert.match(
+    limited.stderr,
+    /note: removed ".*f2\.jsonl", ".*f3\.jsonl", ".*f3\.rejects\.jsonl": an earlier run's output/,
+  );
+});
+
 Deno.test("cli: --sample picks N records out of all the files, the same ones for the same seed", async () => {
   await using fake = await startFakeOpenAI();
   const root = await shards(3, 10);
