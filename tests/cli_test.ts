@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { lockOutputFolder } from "../src/output_lock.ts";
 import {
   answerOf,
   cliCommand,
@@ -675,6 +676,30 @@ Deno.test("cli: --limit removes what an earlier run wrote for the files it does 
     limited.stderr,
     /note: removed ".*f2\.jsonl", ".*f3\.jsonl", ".*f3\.rejects\.jsonl": an earlier run's output/,
   );
+});
+
+Deno.test("cli: a second run into an output folder in use is refused before it calls or removes anything", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const out = join(root, "out");
+  // The first run's unfinished output, which a second run would take for a crash's leftover.
+  await Deno.mkdir(out);
+  await Deno.writeTextFile(join(out, "in.jsonl.partial"), "half");
+  {
+    using _first = lockOutputFolder(out);
+    const second = await runCli(convertArgs(join(root, "in.jsonl"), out, fake.url));
+    assert.equal(second.code, 2, second.stderr);
+    assert.match(
+      second.stderr,
+      /^error: Cannot write ".*out": another cotfit run is writing to it: wait for it to end, or choose another -o\n$/,
+    );
+    assert.equal(await Deno.readTextFile(join(out, "in.jsonl.partial")), "half");
+    assert.equal(fake.stats.requests, 0);
+  }
+  // Once the first is done, the folder is free, and a run leaves no lock behind.
+  const later = await runCli(convertArgs(join(root, "in.jsonl"), out, fake.url));
+  assert.equal(later.code, 0, later.stderr);
+  await assert.rejects(Deno.stat(join(out, ".cotfit.lock")), Deno.errors.NotFound);
 });
 
 Deno.test("cli: --sample picks N records out of all the files, the same ones for the same seed", async () => {
