@@ -82,6 +82,11 @@ export interface WriteContext {
   readonly source?: string;
   readonly signal?: AbortSignal;
   /**
+   * The run is stopping (a first ^C, a server shutting down): a call that fails is not retried,
+   * so the records already taken end soon even while the upstream is down.
+   */
+  readonly stopping?: AbortSignal;
+  /**
    * The framing the thought will be written in: a thought holding one of its lines as a line of
    * its own is invalid (see {@linkcode framingLineIn}), a cached one is generated again.
    */
@@ -199,11 +204,20 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
           transient = false;
         }
         if (attempt === options.retries) break;
+        const { stopping } = context;
+        if (stopping?.aborted) return notRetried(lastReason);
         const delayMs = transient
           ? retryDelay(attempt + 1, { retryAfterMs, baseMs: options.retryBaseMs ?? 1000 })
           : 0;
         options.events?.onRetry?.({ reason: lastReason, delayMs, attempt: attempt + 1, transient });
-        if (delayMs > 0) await sleep(delayMs, signal);
+        if (delayMs > 0) {
+          try {
+            await sleep(delayMs, stopping ? anySignal(signal, stopping) : signal);
+          } catch (error) {
+            if (signal?.aborted || !stopping?.aborted) throw error;
+          }
+          if (stopping?.aborted) return notRetried(lastReason);
+        }
       }
       const tries = options.retries + 1;
       return {
@@ -271,6 +285,15 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
     }
     return await start(messages, key, turnIndex, context);
   }
+}
+
+/** A turn given up on because the run stopped while it waited to retry. */
+function notRetried(lastReason: string): ThoughtOutcome {
+  return { ok: false, reason: `${lastReason} (not retried: the run is stopping)` };
+}
+
+function anySignal(signal: AbortSignal | undefined, stopping: AbortSignal): AbortSignal {
+  return signal ? AbortSignal.any([signal, stopping]) : stopping;
 }
 
 /** An identical request being generated, shared by the turns that ask for it meanwhile. */

@@ -232,6 +232,7 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     line: line.line,
     source: options.source,
     signal: options.signal,
+    stopping: options.stop,
     framing: options.framing,
   };
   // Most records ask for one thought: awaited alone, it keeps no Promise.all state while it waits.

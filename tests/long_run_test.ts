@@ -27,8 +27,11 @@ function turnsIn(count: number, multiTurnEvery = 3): number {
   return count + Math.ceil(count / multiTurnEvery);
 }
 
-function spawnCli(args: string[]): Deno.ChildProcess {
-  return cliCommand(args).spawn();
+function spawnCli(
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Deno.ChildProcess {
+  return cliCommand(args, options).spawn();
 }
 
 async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
@@ -252,6 +255,41 @@ Deno.test("long run: the first interrupt finishes in-flight records, writes them
   const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
   assert.equal(usage.interrupted, true);
   assert.equal(usage.written, out.length);
+});
+
+Deno.test("long run: after the first interrupt a failed call is not retried, so an outage does not hold the stop", async () => {
+  // Every call is refused for now with a 429 asking to wait 1 s: without the interrupt each
+  // record would wait and retry 7 times.
+  await using fake = await startFakeOpenAI({ script: () => "rate_limit" });
+  // One answer a record, but the first's two.
+  const root = await tempTree({ "data.jsonl": dataset(200, 1e9) });
+  const child = spawnCli([
+    ...convertArgs(join(root, "data.jsonl"), join(root, "out"), fake.url),
+    "--concurrency",
+    "4",
+  ]);
+  // The first calls failed; their records wait to retry.
+  await waitFor(() => fake.stats.requests >= 4);
+  const started = Date.now();
+  child.kill("SIGINT");
+  const { code, stderr } = await child.output();
+  assert.equal(code, 130, new TextDecoder().decode(stderr));
+  assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms to stop`);
+  const rejects = parseJsonl(
+    await Deno.readTextFile(join(root, "out/data.rejects.jsonl")),
+  ) as Json[];
+  assert.ok(rejects.length >= 4);
+  for (const reject of rejects) {
+    assert.match(
+      String(reject.reason),
+      /^turn 2: upstream unavailable: .*\(not retried: the run is stopping\)$/,
+    );
+  }
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
+  assert.equal(usage.interrupted, true);
+  assert.deepEqual([usage.written, usage.rejected], [0, rejects.length]);
+  // One call an answer: none retried after the interrupt.
+  assert.equal(fake.stats.requests, rejects.length + 1);
 });
 
 Deno.test("long run: a second interrupt exits at once, keeping what the cache got", async () => {
