@@ -73,7 +73,10 @@ export function costOf(inputTokens: number, outputTokens: number, prices: Prices
 
 /** A plain, JSON-able copy of a {@linkcode UsageMeter}'s counters at one moment. */
 export interface UsageSnapshot {
-  /** LLM calls that returned a generation (retries not included). */
+  /**
+   * LLM calls that returned a generation (paid for), retried invalid ones included; attempts that
+   * got none (an HTTP error, a timeout) are counted in `failures` by reason.
+   */
   readonly calls: number;
   /** Thoughts served from the persistent cache. */
   readonly cacheHits: number;
