@@ -12,7 +12,7 @@ import { runConversion } from "../src/run.ts";
 import { extractThought } from "../src/thought.ts";
 import type { ThoughtRequest } from "../src/types.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+export const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** What a CLI run left behind. */
 export interface CliResult {

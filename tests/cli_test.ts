@@ -8,6 +8,7 @@ import {
   convertArgs,
   expectedThought,
   lastPrompt,
+  MAIN,
   parseJsonl,
   runCli,
   tempTree,
@@ -700,6 +701,30 @@ Deno.test("cli: a second run into an output folder in use is refused before it c
   const later = await runCli(convertArgs(join(root, "in.jsonl"), out, fake.url));
   assert.equal(later.code, 0, later.stderr);
   await assert.rejects(Deno.stat(join(out, ".cotfit.lock")), Deno.errors.NotFound);
+});
+
+Deno.test("cli: a --concurrency past the open-file limit is warned about before the run", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const args = [...convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url), "-q"];
+  const run = async (concurrency: number) => {
+    const deno = [Deno.execPath(), "run", "-A", MAIN, ...args, "--concurrency", `${concurrency}`];
+    const output = await new Deno.Command("sh", {
+      args: ["-c", 'ulimit -n 512 && exec "$@"', "sh", ...deno],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+  };
+  const high = await run(2000);
+  assert.equal(high.code, 0, high.stderr);
+  assert.match(
+    high.stderr,
+    /^warning: --concurrency 2000 needs about 2064 open files, but this process may open 512: .*\(ulimit -n 4096\) or lower --concurrency to 448\n$/,
+  );
+  assert.equal((await run(400)).stderr, "");
 });
 
 Deno.test("cli: --sample picks N records out of all the files, the same ones for the same seed", async () => {
