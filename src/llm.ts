@@ -208,6 +208,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     apiKeyEnv: options.apiKeyEnv ?? "OPENAI_API_KEY",
     origin,
     url: url.href,
+    querySecrets: querySecrets(url),
     timeoutMs,
   };
   const deadlines = createDeadlines(timeoutMs);
@@ -498,4 +499,16 @@ function httpOrigin(baseURL: string): string {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The values of `url`'s query long enough to be secrets, longest first (one may hold another). */
+function querySecrets(url: URL): string[] {
+  const values = new Set<string>();
+  for (const value of url.searchParams.values()) {
+    if (value.length >= 4) values.add(value);
+    // As a server may echo it: percent-encoded.
+    const encoded = encodeURIComponent(value);
+    if (encoded.length >= 4) values.add(encoded);
+  }
+  return [...values].sort((a, b) => b.length - a.length);
 }

@@ -78,6 +78,11 @@ export interface ErrorContext {
   readonly origin: string;
   /** The URL requests go to, that a redirect's Location is read against; not shown itself. */
   readonly url: string;
+  /**
+   * Values of the URL's query, masked like the key: some gateways take their key there
+   * (`?key=...`, `?api-key=...`), and a server may echo its URL back in an error.
+   */
+  readonly querySecrets?: readonly string[];
   readonly timeoutMs: number;
 }
 
@@ -276,6 +281,7 @@ function retryAfterOf(headers: Headers | undefined): number | undefined {
 export function detailOf(text: string, context: ErrorContext): string {
   let line = text;
   if (context.apiKey !== "") line = line.replaceAll(context.apiKey, "***");
+  for (const secret of context.querySecrets ?? []) line = line.replaceAll(secret, "***");
   line = line.replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, "$1 ***").replace(/\s+/g, " ").trim();
   return cutText(line, DETAIL_MAX_CHARS, "…");
 }

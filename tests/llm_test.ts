@@ -642,6 +642,25 @@ Deno.test("complete() never shows the API key a server echoes back", async (t) =
   }
 });
 
+Deno.test("complete() never shows a key the base URL carries in its query, echoed back", async (t) => {
+  const secret = "AIzaSecret/Key+123";
+  for (const transport of ["pooled", "fetch"] as const) {
+    await t.step(transport, async () => {
+      await using server = serve((request) =>
+        errorResponse(403, `Forbidden for ${request.url} (key ${secret})`, "auth")
+      );
+      const base = `${server.url}/v1?key=${encodeURIComponent(secret)}&v=1`;
+      using client = clientFor(base, { transport });
+      const error = await failure(client.complete(MESSAGES));
+      assert.ok(!error.message.includes(secret), error.message);
+      assert.ok(!error.message.includes(encodeURIComponent(secret)), error.message);
+      assert.match(error.message, /key=\*\*\*/);
+      // Short values (a version) are no secret and stay readable.
+      assert.match(error.message, /v=1/);
+    });
+  }
+});
+
 Deno.test("complete() cuts a long server message to one short line", async () => {
   await using llm = await replyWith(() => errorResponse(400, "too long\n".repeat(200), "x"));
   const error = await failure(clientFor(llm.url).complete(MESSAGES));
