@@ -17,7 +17,8 @@ import { OutputError } from "./sink.ts";
 export const LOCK_NAME = ".cotfit.lock";
 
 /**
- * Takes the output folder's lock, creating the folder when missing.
+ * Takes the output folder's lock, creating the folder when missing (and removing it again with
+ * the lock if the run left it empty).
  *
  * @example Usage
  * ```ts
@@ -39,7 +40,9 @@ export const LOCK_NAME = ".cotfit.lock";
  */
 export function lockOutputFolder(dir: string): Disposable {
   const path = join(dir, LOCK_NAME);
+  let made = false;
   try {
+    made = !existsSync(dir);
     Deno.mkdirSync(dir, { recursive: true });
   } catch (error) {
     throw new OutputError(dir, messageOf(error), { cause: error });
@@ -66,14 +69,25 @@ export function lockOutputFolder(dir: string): Disposable {
           // Removed while still held, so no run can lock the old file after it is gone.
           try {
             Deno.removeSync(path);
+            // A run refused before it wrote anything (a bad prompt) leaves no empty folder.
+            if (made) Deno.removeSync(dir);
           } catch {
-            // Gone already, or the folder was removed: nothing is left to release but the lock.
+            // Gone already, or the folder holds what the run wrote: it stays.
           }
           file.close();
         },
       };
     }
     file.close();
+  }
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

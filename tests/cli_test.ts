@@ -858,17 +858,21 @@ Deno.test("cli: an output or cache that cannot be created exits 2 with the reaso
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "file": "" });
   // A directory under a file can never be made, even by root.
-  const output = join(root, "file", "out");
-  for (const extra of [[], ["--no-cache"]]) {
+  const cases: [string, string[], RegExp][] = [
+    [join(root, "out"), ["--cache", join(root, "file", "c.sqlite")], /^error: Cannot open cache "/],
+    [join(root, "file", "out"), ["--no-cache"], /^error: Cannot write "/],
+  ];
+  for (const [output, extra, expected] of cases) {
     const result = await runCli([
       ...convertArgs(join(root, "in.jsonl"), output, fake.url),
       ...extra,
     ]);
     assert.equal(result.code, 2, result.stderr);
-    const expected = extra.length === 0 ? /^error: Cannot open cache "/ : /^error: Cannot write "/;
     assert.match(result.stderr, expected);
     assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
   }
+  // The refused run left no output folder behind.
+  await assert.rejects(Deno.stat(join(root, "out")), Deno.errors.NotFound);
   assert.equal(fake.stats.requests, 0);
 });
 
