@@ -225,7 +225,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     ? nullSink()
     : plan.output
     ? await openAtomicFile(plan.output)
-    : streamSink(env.stdout);
+    : streamSink(env.stdout, "stdout");
   // Opened on the first reject, so a clean run leaves no rejects file.
   const rejects: { sink: TextSink | null } = { sink: null };
   const openRejects = async () =>

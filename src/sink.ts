@@ -8,6 +8,7 @@
  */
 
 import { dirname } from "node:path";
+import { WriteError } from "./write_error.ts";
 
 /** A text sink that batches small writes into large ones. */
 export interface TextSink {
@@ -17,7 +18,10 @@ export interface TextSink {
    * (backpressure).
    */
   write(text: string, end?: string): Promise<void>;
-  /** Flushes and finishes; for a file sink, renames it into place. */
+  /**
+   * Flushes and finishes; for a file sink, renames it into place, and on failure removes the
+   * temporary file.
+   */
   commit(): Promise<void>;
   /** Drops what was written (removes the temporary file). */
   discard(): Promise<void>;
@@ -34,11 +38,11 @@ const encoder = new TextEncoder();
  * Batches text into writes of about {@linkcode FLUSH_BYTES}. Text is encoded as it arrives into
  * a buffer that is reused once its write resolves: a fresh `ArrayBuffer` per flush
  * (`TextEncoder.encode`) cost more than the encoding itself, in page faults on fresh memory. So
- * `writer` must be done with a chunk once its write resolves, as a file's is. A text too large
- * for a buffer is encoded on its own.
+ * `writeBytes` must be done with a chunk once its write resolves, as a file's is. A text too
+ * large for a buffer is encoded on its own.
  */
 function bufferedSink(
-  writer: WritableStreamDefaultWriter<Uint8Array>,
+  writeBytes: (bytes: Uint8Array) => Promise<void>,
   finish: () => Promise<void>,
   abort: () => Promise<void>,
 ): TextSink {
@@ -52,7 +56,7 @@ function bufferedSink(
     const bytes = full.subarray(0, used);
     buffer = null;
     used = 0;
-    await writer.write(bytes);
+    await writeBytes(bytes);
     spare.push(full);
   }
   return {
@@ -61,7 +65,7 @@ function bufferedSink(
       const room = (text.length + end.length) * 3;
       if (room > BUFFER_BYTES) {
         await flush();
-        await writer.write(encoder.encode(text + end));
+        await writeBytes(encoder.encode(text + end));
         return;
       }
       if (buffer !== null && room > buffer.length - used) await flush();
@@ -71,8 +75,14 @@ function bufferedSink(
       if (used >= FLUSH_BYTES) await flush();
     },
     async commit() {
-      await flush();
-      await finish();
+      try {
+        await flush();
+        await finish();
+      } catch (error) {
+        // Unfinished, it goes as a discarded one would: no caller is left to discard it.
+        await abort();
+        throw error;
+      }
     },
     async discard() {
       buffer = null;
@@ -82,7 +92,10 @@ function bufferedSink(
   };
 }
 
-/** Thrown by {@linkcode openAtomicFile} when the file or its directory cannot be created. */
+/**
+ * Thrown by {@linkcode openAtomicFile} when the file or its directory cannot be created (its
+ * sink's writes throw {@linkcode WriteError}).
+ */
 export class OutputError extends Error {
   /**
    * @param path The file that could not be opened.
@@ -103,7 +116,7 @@ export class OutputError extends Error {
  * @param path The final file path; its directory is created when missing.
  * @returns The sink.
  * @throws {OutputError} When the directory or the file cannot be created, or `path` is a
- * directory.
+ * directory. The sink's `write` and `commit` throw {@linkcode WriteError} naming `path`.
  */
 export async function openAtomicFile(path: string): Promise<TextSink> {
   const temporary = `${path}.partial`;
@@ -122,15 +135,36 @@ export async function openAtomicFile(path: string): Promise<TextSink> {
       cause: error,
     });
   }
-  const writer = file.writable.getWriter();
+  const failed = (error: unknown) => new WriteError(`"${path}"`, error);
+  let open = true;
+  const close = () => {
+    if (open) file.close();
+    open = false;
+  };
+  // Not `file.writable`: it keeps writes under 64 KiB in a buffer, and when its flush at close
+  // fails (a full disk) the stream still closes cleanly (Deno 2.9), so a cut file looked done.
   return bufferedSink(
-    writer,
-    async () => {
-      await writer.close();
-      await Deno.rename(temporary, path);
+    async (bytes) => {
+      try {
+        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      } catch (error) {
+        throw failed(error);
+      }
     },
     async () => {
-      await writer.abort().catch(() => {});
+      try {
+        close();
+        await Deno.rename(temporary, path);
+      } catch (error) {
+        throw failed(error);
+      }
+    },
+    async () => {
+      try {
+        close();
+      } catch {
+        // Already unusable: removing the file is what matters.
+      }
       await Deno.remove(temporary).catch(() => {});
     },
   );
@@ -143,12 +177,15 @@ export async function openAtomicFile(path: string): Promise<TextSink> {
  * on), so no buffer is reused.
  *
  * @param stream Where the text goes.
- * @returns The sink.
+ * @param name How errors name the stream, e.g. `stdout`.
+ * @returns The sink; its `write` throws {@linkcode WriteError} when the stream fails.
  */
-export function streamSink(stream: WritableStream<Uint8Array>): TextSink {
+export function streamSink(stream: WritableStream<Uint8Array>, name: string): TextSink {
   const writer = stream.getWriter();
+  const failed = (error: unknown) => Promise.reject(new WriteError(name, error));
   return {
-    write: (text, end) => writer.write(encoder.encode(end === undefined ? text : text + end)),
+    write: (text, end) =>
+      writer.write(encoder.encode(end === undefined ? text : text + end)).catch(failed),
     commit() {
       writer.releaseLock();
       return Promise.resolve();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { openAtomicFile, streamSink } from "../src/sink.ts";
+import { WriteError } from "../src/write_error.ts";
 
 // Lines of mixed widths (ASCII, 2-, 3- and 4-byte UTF-8) so buffer edges fall inside characters.
 function lines(count: number): string[] {
@@ -84,6 +85,7 @@ Deno.test("streamSink() hands each text on at once, in chunks the stream may kee
       // Kept without copying, as a TransformStream would pass them on: none may be reused.
       write: (chunk) => void received.push(chunk),
     }),
+    "the stream",
   );
   const texts = lines(300);
   for (const [i, text] of texts.entries()) {
@@ -95,3 +97,41 @@ Deno.test("streamSink() hands each text on at once, in chunks the stream may kee
   const decoder = new TextDecoder();
   assert.deepEqual(received.map((chunk) => decoder.decode(chunk)), texts);
 });
+
+Deno.test("openAtomicFile() commit that cannot put the file in place names it and leaves no .partial", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sink = await openAtomicFile(`${dir}/out.jsonl`);
+    await sink.write("a line\n");
+    // Taken by a folder with something in it while the file was being written.
+    await Deno.mkdir(`${dir}/out.jsonl/kept`, { recursive: true });
+    await assert.rejects(
+      sink.commit(),
+      (error) =>
+        error instanceof WriteError &&
+        error.message.startsWith(`Cannot write "${dir}/out.jsonl": `),
+    );
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), [
+      "out.jsonl",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test(
+  "streamSink() write to a pipe whose reader has exited says so, naming the stream",
+  { ignore: Deno.build.os === "windows" }, // no `true` command
+  async () => {
+    const reader = new Deno.Command("true", { stdin: "piped" }).spawn();
+    await reader.status;
+    const sink = streamSink(reader.stdin, "stdout");
+    await assert.rejects(
+      sink.write("a line", "\n"),
+      (error) =>
+        error instanceof WriteError && error.readerGone &&
+        /^Cannot write stdout: Broken pipe/.test(error.message),
+    );
+    await sink.discard();
+  },
+);
