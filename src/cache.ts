@@ -17,6 +17,7 @@ import { recoverPendingLogs } from "./cache_fold.ts";
 import { PendingLog } from "./cache_log.ts";
 import { migrate, ThoughtTable } from "./cache_table.ts";
 import type { ChatMessage } from "./types.ts";
+import { WriteError } from "./write_error.ts";
 
 /** Everything that determines one generation; the inputs of {@linkcode cacheKey}. */
 export interface CacheKeyParts {
@@ -42,12 +43,18 @@ export interface ThoughtCache {
   get(key: string): string | undefined;
   /**
    * Stores `thought` under `key`, replacing any previous one. `get` sees it at once; it is
-   * durable once the returned promise resolves.
+   * durable once the returned promise resolves. Rejects with {@linkcode WriteError} when the
+   * cache file cannot be written (then or at an earlier write).
    */
   put(key: string, thought: string): Promise<void>;
   /** How many entries the cache holds. */
   readonly size: number;
-  /** Releases the underlying resources; the cache must not be used afterwards. */
+  /**
+   * Releases the underlying resources; the cache must not be used afterwards.
+   *
+   * @throws {WriteError} When puts could not be written to the file: those the pending log holds
+   * are kept in it, for the next open to fold.
+   */
   close(): void;
 }
 
@@ -269,6 +276,7 @@ interface ReadBatch {
 
 class SqliteCache implements ThoughtCache {
   readonly #db: DatabaseSync;
+  readonly #path: string;
   readonly #table: ThoughtTable;
   readonly #count: StatementSync;
   readonly #log: PendingLog;
@@ -281,10 +289,11 @@ class SqliteCache implements ThoughtCache {
   #pendingChars = 0;
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
   /** A failed write: its rows stay in the log and in memory, and later puts are refused. */
-  #failure: Error | null = null;
+  #failure: WriteError | null = null;
 
   constructor(db: DatabaseSync, table: ThoughtTable, path: string) {
     this.#db = db;
+    this.#path = path;
     this.#table = table;
     this.#count = db.prepare("SELECT count(*) AS n FROM thoughts");
     this.#log = new PendingLog(path);
@@ -358,7 +367,8 @@ class SqliteCache implements ThoughtCache {
       this.#pending.clear();
       this.#pendingChars = 0;
     } catch (error) {
-      this.#failure = error instanceof Error ? error : new Error(String(error));
+      // Usually from a timer, with no caller to tell: the next put, or close(), says it.
+      this.#failure = new WriteError(`cache "${this.#path}"`, error);
     }
   }
 
@@ -377,6 +387,8 @@ class SqliteCache implements ThoughtCache {
     } finally {
       this.#db.close();
     }
+    // Thrown only now, so the file is closed either way.
+    if (this.#failure) throw this.#failure;
   }
 }
 

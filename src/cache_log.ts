@@ -10,6 +10,7 @@
  */
 
 import { logLine, pendingLogPath, removeIfPresent, STAGING_SUFFIX } from "./cache_fold.ts";
+import { WriteError } from "./write_error.ts";
 
 const encoder = new TextEncoder();
 
@@ -32,8 +33,8 @@ export class PendingLog {
   /**
    * Appends one put. The lines of the puts made before the next microtask are written together.
    *
-   * @returns Resolves once the line is written (a killed process keeps it), rejects if the write
-   * fails.
+   * @returns Resolves once the line is written (a killed process keeps it), rejects with
+   * {@linkcode WriteError} if the write fails.
    */
   append(key: string, thought: string): Promise<void> {
     this.#lines.push(logLine(key, thought));
@@ -59,11 +60,7 @@ export class PendingLog {
       this.#dirty = true;
       written.resolve();
     } catch (error) {
-      written.reject(
-        new Error(`Cannot write cache log "${this.#path || this.#cachePath}": ${message(error)}`, {
-          cause: error,
-        }),
-      );
+      written.reject(new WriteError(`cache log "${this.#path || this.#cachePath}"`, error));
     }
   }
 
@@ -119,8 +116,4 @@ export class PendingLog {
     }
     return this.#encoded.subarray(0, encoder.encodeInto(text, this.#encoded).written);
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -10,6 +10,7 @@ import {
 } from "../src/cache.ts";
 import { logLine, pendingLogPath, pendingLogPaths } from "../src/cache_fold.ts";
 import { keyHash } from "../src/cache_table.ts";
+import { WriteError } from "../src/write_error.ts";
 
 /** A test body that runs `fn` in a fresh temporary directory, removed afterwards. */
 function inTempDir(fn: (dir: string) => void | Promise<void>): () => Promise<void> {
@@ -472,7 +473,13 @@ Deno.test(
       .run(keyHash("z"));
     await new Promise((resolve) => setTimeout(resolve, 0));
     assert.equal(cache.get("z"), "theirs");
-    cache.close();
+    // Closing says so too: the failure may have come from the timer, after the last put.
+    assert.throws(
+      () => cache.close(),
+      (error) =>
+        error instanceof WriteError &&
+        error.message === `Cannot write cache "${path}": disk full`,
+    );
     other.close();
     const reopened = openCache(path);
     assert.deepEqual(
@@ -480,6 +487,23 @@ Deno.test(
       ["t1", "t2", "theirs", 3],
     );
     reopened.close();
+  }),
+);
+
+Deno.test(
+  "openCache() put rejects with the reason when its pending log cannot be written",
+  inTempDir(async (dir) => {
+    const path = `${dir}/sub/cache.sqlite`;
+    const cache = openCache(path);
+    // Gone from under the open cache: the log, made at the first put, has nowhere to go.
+    await Deno.remove(`${dir}/sub`, { recursive: true });
+    await assert.rejects(
+      cache.put("a", "t1"),
+      (error) =>
+        error instanceof WriteError &&
+        error.message.startsWith(`Cannot write cache log "${path}": No such file or directory`),
+    );
+    cache.close();
   }),
 );
 
