@@ -32,6 +32,7 @@ import { openAtomicFile, streamSink, type TextSink } from "./sink.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import type { Outcome } from "./types.ts";
 import { formatCount, formatSummary } from "./usage.ts";
+import { WriteError } from "./write_error.ts";
 
 /** What the job needs from its process; injected so tests can drive it. */
 export interface RunEnvironment {
@@ -45,13 +46,14 @@ export interface RunEnvironment {
   now: () => number;
 }
 
-/** Exit codes of the CLI. */
-export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130 } as const;
+/** Exit codes of the CLI; `readerGone` is a shell's for a process killed by SIGPIPE. */
+export const EXIT = { ok: 0, rejected: 1, usage: 2, interrupted: 130, readerGone: 141 } as const;
 
 /**
  * Runs the conversion described by `options` and returns the exit code: 0 when every record was
- * written, 1 when some were rejected, 2 when the upstream refused the run or an input could not
- * be read, 130 when interrupted.
+ * written, 1 when some were rejected, 2 when the upstream refused the run, an input could not
+ * be read or a file (or stdout) could not be written, 130 when interrupted, 141 when the reader
+ * of stdout went away.
  *
  * @param options Resolved options.
  * @param env Process I/O.
@@ -157,12 +159,17 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
       });
     }
   } catch (error) {
-    // The input read when it was planned no longer is: stop as for a refusing upstream, with the
-    // files done so far complete and the one being read not written.
-    if (!(error instanceof UpstreamFatalError || error instanceof InputReadError)) throw error;
+    // The input read when it was planned no longer is, or a file or stdout cannot be written:
+    // stop as for a refusing upstream, with the files done so far complete and the one being
+    // written not.
+    if (!isFatalStop(error)) throw error;
     stopped = error;
   } finally {
-    await engine.close();
+    // Closing writes the cache's last puts and the debug log, which may fail the same way.
+    await engine.close().catch((error) => {
+      if (!isFatalStop(error)) throw error;
+      stopped ??= error;
+    });
   }
 
   progress.finish(progressState());
@@ -183,20 +190,26 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     return env.stop.aborted ? EXIT.interrupted : EXIT.ok;
   }
   say(formatSummary(snapshot, options.prices) + "\n");
+  let usageLost = false;
   if (options.output) {
-    await Deno.mkdir(options.output, { recursive: true });
     const usage = {
       ...snapshot,
       cost: meter.cost(options.prices),
       interrupted: env.stop.aborted,
       ...(stopped && { error: stopped.message }),
     };
-    await Deno.writeTextFile(
-      join(options.output, "usage.json"),
-      JSON.stringify(usage, null, 2) + "\n",
-    );
+    const failure = await writeUsage(options.output, usage);
+    // On a full disk this goes too: the summary above still says what was spent.
+    if (failure) env.stderr(`error: ${failure.message}\n`);
+    usageLost = failure !== null;
+  }
+  if (stopped instanceof WriteError && stopped.readerGone) {
+    // `| head` closed stdout on purpose; whoever reads it wants nothing more, so no "error:".
+    say("stopped: stdout was closed by the command reading it; no further records are generated\n");
+    return EXIT.readerGone;
   }
   if (stopped) return fail(stopped);
+  if (usageLost) return EXIT.usage;
   if (env.stop.aborted) return EXIT.interrupted;
   return snapshot.rejected > 0 ? EXIT.rejected : EXIT.ok;
 }
@@ -235,6 +248,8 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
       ? await openAtomicFile(plan.rejects)
       : stderrSink(env);
 
+  // Aborted when this file stops early: nothing more is spent on records it will not write.
+  const calls = new AbortController();
   const pipeline = rephraseStream({
     framing: { preface: options.cotPreface, suffix: options.cotSuffix },
     writeThought: context.writeThought,
@@ -255,6 +270,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     select: context.picked,
     onBlank: () => meter.addRecord("skipped"),
     onKeptThought: () => meter.addKeptThought(),
+    signal: calls.signal,
     stop: env.stop,
   });
   // On interrupt, stop reading but close (not abort) the pipeline so in-flight records finish.
@@ -274,7 +290,10 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
       if (!options.quiet) progress.update(context.progressState());
     }
     if (isArray) await out.write(written > 0 ? "\n]\n" : "]\n");
+    await feeding;
+    await out.commit();
   } catch (error) {
+    calls.abort(error);
     await out.discard();
     await rejects.sink?.discard();
     // What went to stdout or stderr is out already; what went to a file goes with it.
@@ -283,8 +302,6 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     }
     throw error;
   }
-  await feeding;
-  await out.commit();
   if (rejects.sink) await rejects.sink.commit();
   else if (plan.rejects && !context.dryRun) await Deno.remove(plan.rejects).catch(() => {});
 
@@ -403,6 +420,33 @@ async function runSelection(
   }
   // --limit takes the first records before the sample picks among them.
   return selection(options.sample, Math.min(total, options.limit ?? Infinity), options.seed);
+}
+
+/**
+ * Why a run may stop early, counted and reported like any run (summary, usage file); any other
+ * error is a bug.
+ */
+function isFatalStop(error: unknown): error is Error {
+  return error instanceof UpstreamFatalError || error instanceof InputReadError ||
+    error instanceof WriteError;
+}
+
+/**
+ * Writes `usage.json` into `output`; a file it could not finish is removed rather than left
+ * truncated.
+ *
+ * @returns `null`, or why it could not be written.
+ */
+async function writeUsage(output: string, usage: object): Promise<WriteError | null> {
+  const path = join(output, "usage.json");
+  try {
+    await Deno.mkdir(output, { recursive: true });
+    await Deno.writeTextFile(path, JSON.stringify(usage, null, 2) + "\n");
+    return null;
+  } catch (error) {
+    await Deno.remove(path).catch(() => {});
+    return new WriteError(`"${path}"`, error);
+  }
 }
 
 /** The persistent cache: `--cache`, else beside the outputs; stdin-to-stdout runs keep none. */

@@ -57,17 +57,7 @@ export function cliCommand(
   args: string[],
   options: { stdin?: boolean; stdinFile?: string; env?: Record<string, string> } = {},
 ): Deno.Command {
-  const deno = [
-    Deno.execPath(),
-    "run",
-    "--no-prompt",
-    "--allow-read",
-    "--allow-write",
-    "--allow-net=127.0.0.1",
-    "--allow-env",
-    MAIN,
-    ...args,
-  ];
+  const deno = cliArgv(args);
   // Deno.Command pipes stdin or gives none; a shell redirect gives the file itself.
   const [program, ...rest] = options.stdinFile === undefined
     ? deno
@@ -79,6 +69,27 @@ export function cliCommand(
     stderr: "piped",
     env: { NO_COLOR: "1", ...options.env },
   });
+}
+
+/**
+ * The program and arguments of `deno run main.ts ...`, with the narrow permissions a user would
+ * give.
+ *
+ * @param args CLI arguments.
+ * @returns The command line, program first.
+ */
+export function cliArgv(args: string[]): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--allow-read",
+    "--allow-write",
+    "--allow-net=127.0.0.1",
+    "--allow-env",
+    MAIN,
+    ...args,
+  ];
 }
 
 /** Arguments of a file conversion against a test endpoint with model `m`. */
