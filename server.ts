@@ -46,6 +46,7 @@ import { listen, type Listener } from "./src/server_listen.ts";
 import { renderMetrics, RequestCounters } from "./src/server_metrics.ts";
 import { rephraseBody } from "./src/server_rephrase.ts";
 import { openAtomicFile } from "./src/sink.ts";
+import { WriteError } from "./src/write_error.ts";
 
 /** The settings {@linkcode createApp} reads: a subset of the resolved {@linkcode Options}. */
 export type AppSettings = Pick<
@@ -150,6 +151,7 @@ export function createApp(appOptions: AppOptions): Hono {
   const counters = new RequestCounters();
   const startedMs = now();
   const app = new Hono();
+  let lastWriteError: string | null = null;
 
   app.onError((error, c) => {
     if (error instanceof HTTPException) {
@@ -258,6 +260,12 @@ export function createApp(appOptions: AppOptions): Hono {
       onInternalError(error) {
         log(`error: POST /v1/rephrase: ${error instanceof Error ? error.stack : String(error)}`);
       },
+      onWriteError(error) {
+        // A cache that failed refuses every later put: one line, not one per request.
+        if (error.message === lastWriteError) return;
+        lastWriteError = error.message;
+        log(`error: ${error.message}`);
+      },
     });
     return new Response(body, { headers: NDJSON_HEADERS });
   });
@@ -294,7 +302,8 @@ export interface ServeHooks {
  * @param options Resolved options of `cotfit serve`.
  * @param hooks Log and shutdown overrides.
  * @returns 0 after a graceful shutdown, 130 after a forced one, 2 when it cannot start (no
- *   token on a non-loopback host, bad prompt or cache, port taken).
+ *   token on a non-loopback host, bad prompt or cache, port taken) or when, closing, its cache or
+ *   debug log cannot be written.
  */
 export async function serve(options: Options, hooks: ServeHooks = {}): Promise<number> {
   const log = hooks.log ?? ((line: string) => console.error(line));
@@ -370,15 +379,22 @@ export async function serve(options: Options, hooks: ServeHooks = {}): Promise<n
   for (const name of signalNames) Deno.addSignalListener(name, onSignal);
   hooks.signal?.addEventListener("abort", onSignal, { once: true });
   if (hooks.signal?.aborted) onSignal();
+  let unwritten = false;
   try {
     await server.finished;
   } finally {
     clearTimeout(forceClose);
     for (const name of signalNames) Deno.removeSignalListener(name, onSignal);
     hooks.signal?.removeEventListener("abort", onSignal);
-    await engine.close();
+    // Closing writes the cache's last puts and the debug log: a full disk is said, not thrown.
+    await engine.close().catch((error) => {
+      if (!(error instanceof WriteError)) throw error;
+      log(`error: ${error.message}`);
+      unwritten = true;
+    });
   }
   log("cotfit serve stopped");
+  if (unwritten) return EXIT.usage;
   return halt.signal.aborted ? EXIT.interrupted : EXIT.ok;
 }
 

@@ -21,6 +21,7 @@ export type RequestErrorKind =
   | "body_error"
   | "upstream_refused"
   | "upstream_unavailable"
+  | "write_error"
   | "internal_error";
 
 /** A plain copy of {@linkcode RequestCounters}. */

@@ -17,6 +17,7 @@ import type { UpstreamHealth } from "./server_health.ts";
 import type { RequestErrorKind } from "./server_metrics.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import type { Outcome } from "./types.ts";
+import { WriteError } from "./write_error.ts";
 
 /** Options of {@linkcode rephraseBody}. */
 export interface RephraseOptions {
@@ -61,6 +62,8 @@ export interface RephraseOptions {
   onEnd?: (kind: RequestErrorKind | null) => void;
   /** Told about errors that are bugs, not the client's or the upstream's doing. */
   onInternalError?: (error: unknown) => void;
+  /** Told when the request ends because a file the server writes (its cache) failed. */
+  onWriteError?: (error: WriteError) => void;
 }
 
 /** How {@linkcode RephraseOptions.requestConcurrency} defaults. */
@@ -87,8 +90,8 @@ interface Ending {
  * the key or model (`upstream refused: ...`), stayed down through every retry with no other call
  * answered meanwhile (`upstream unavailable: ...`; one record failing while others are answered
  * gets its own error line), the body could not be read, its compressed or UTF-16 data broke
- * off (that line also has the `line` where reading stopped, and comes with `rejects=omit` too), or
- * the server is shutting down.
+ * off (that line also has the `line` where reading stopped, and comes with `rejects=omit` too),
+ * the cache file could not be written (`Cannot write cache ...`), or the server is shutting down.
  *
  * @example Usage
  * ```ts
@@ -151,6 +154,10 @@ export function rephraseBody(
         if (error instanceof UpstreamFatalError) {
           health?.failed();
           end("upstream_refused", `upstream refused: ${error.message}`);
+        } else if (error instanceof WriteError && ending === null) {
+          // A full disk is the server's problem, not the client's: said, never a stack trace.
+          options.onWriteError?.(error);
+          end("write_error", error.message);
         }
         throw error;
       } finally {

@@ -64,6 +64,14 @@ async function names(dir: string): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name).sort();
 }
 
+async function remainingText(lines: ReadableStreamDefaultReader<Line>): Promise<string> {
+  const texts: string[] = [];
+  for (let next = await lines.read(); !next.done; next = await lines.read()) {
+    if ("text" in next.value) texts.push(next.value.text);
+  }
+  return texts.join("\n");
+}
+
 function assertNoCrash(stderr: string): void {
   assert.doesNotMatch(stderr, /Uncaught|\n\s+at /, "no stack trace");
 }
@@ -273,6 +281,73 @@ Deno.test(
       const rerun = JSON.parse(await Deno.readTextFile(join(root, `out-${input}/usage.json`)));
       assert.equal(rerun.calls + rerun.cacheHits, turns);
       assert.ok(rerun.cacheHits >= 1, `${rerun.cacheHits} cache hits`);
+    }
+  },
+);
+
+Deno.test(
+  "main.ts serve: a cache the disk cannot take fails the request with its error line, and the server lives on",
+  { ignore: onWindows }, // ulimit
+  async () => {
+    await using fake = await startFakeOpenAI({ latencyMs: 100 });
+    const root = await Deno.makeTempDir({ prefix: "cotfit-e2e-" });
+    const cache = join(root, "cache.sqlite");
+    const holder = openCache(cache);
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `${fileSizeLimit(8 * 1024)}\nexec "$@"`,
+        "sh",
+        ...cliArgv([
+          "serve",
+          "--port",
+          "0",
+          "--model",
+          "m",
+          "--base-url",
+          fake.url,
+          "--cache",
+          cache,
+          "--request-concurrency",
+          "1",
+        ]),
+      ],
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    let exited = false;
+    try {
+      const stderr = child.stderr.pipeThrough(lineStream()).getReader();
+      const first = (await stderr.read()).value as Line;
+      const url = "text" in first
+        ? /^cotfit serve listening on (http:\/\/\S+)$/.exec(first.text)?.[1]
+        : undefined;
+      assert.ok(url, JSON.stringify(first));
+      const response = await fetch(`${url}/v1/rephrase`, { method: "POST", body: records(5) });
+      const lines = (await response.text()).trim().split("\n").map((line) => JSON.parse(line));
+      // The first thought is taken before the commit 50 ms later fails; the next put is refused.
+      assert.ok(lines.length < 5, JSON.stringify(lines));
+      const message = `Cannot write cache ${JSON.stringify(cache)}: disk I/O error`;
+      assert.deepEqual(lines.at(-1), { error: { message, fatal: true } });
+      const health = await fetch(`${url}/healthz`);
+      assert.equal((await health.json()).status, "ok");
+      child.kill("SIGTERM");
+      const status = await child.status;
+      exited = true;
+      assert.equal(status.code, 2);
+      const text = await remainingText(stderr);
+      assertNoCrash(text);
+      // Said when the request failed, then again when the server stops.
+      assert.equal(text.split(`error: ${message}`).length - 1, 2, text);
+      assert.match(text, /cotfit serve stopped$/);
+    } finally {
+      if (!exited) {
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      holder.close();
+      await Deno.remove(root, { recursive: true });
     }
   },
 );
