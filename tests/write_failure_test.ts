@@ -60,8 +60,14 @@ async function runInShell(
   return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }
 
+/** What a run left in a folder: none when it is gone (a run removes one it made and left empty). */
 async function names(dir: string): Promise<string[]> {
-  return (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name).sort();
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name).sort();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
 }
 
 async function remainingText(lines: ReadableStreamDefaultReader<Line>): Promise<string> {
