@@ -36,7 +36,6 @@ import { HTTPException } from "hono/http-exception";
 import type { Options } from "./src/config.ts";
 import type { ContentCoding } from "./src/decompress.ts";
 import { createEngine, type Engine } from "./src/engine.ts";
-import { openFileWarning } from "./src/fd_limit.ts";
 import { EXIT } from "./src/run.ts";
 import { isLoopbackHost } from "./src/server_access.ts";
 import { requireBearerToken } from "./src/server_auth.ts";
@@ -315,8 +314,6 @@ export async function serve(options: Options, hooks: ServeHooks = {}): Promise<n
     return EXIT.usage;
   }
 
-  const openFiles = openFileWarning(options.concurrency);
-  if (openFiles) log(openFiles);
   const health = new UpstreamHealth();
   const stop = new AbortController();
   const halt = new AbortController();

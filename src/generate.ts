@@ -170,6 +170,8 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
           };
           const failure = error.status
             ? `upstream ${error.status}`
+            : error.kind === "fatal"
+            ? error.message.split(":")[0]
             : "upstream unreachable or bad reply";
           options.events?.onCall?.({
             line,

@@ -150,10 +150,16 @@ export function classify(error: unknown, context: ErrorContext): LlmError {
   if (error instanceof APIUserAbortError) return abortedError();
   if (error instanceof APIConnectionTimeoutError) return timeoutError(context);
   if (error instanceof APIConnectionError) {
-    return new LlmError(
-      "transient",
-      `upstream unreachable: ${connectionProblem(error, context)} at ${context.origin}`,
-    );
+    const problem = connectionProblem(error, context);
+    // This process's open-file limit, not the upstream: no retry helps while calls hold it.
+    if (problem === TOO_MANY_FILES) {
+      return new LlmError(
+        "fatal",
+        "too many open files: every call in flight holds a connection; lower --concurrency or " +
+          "raise this process's open-file limit (ulimit -n)",
+      );
+    }
+    return new LlmError("transient", `upstream unreachable: ${problem} at ${context.origin}`);
   }
   if (error instanceof APIError && error.status !== undefined) {
     return statusError(error, error.status, context);
@@ -241,6 +247,8 @@ function serverMessage(error: APIError): string {
   return text === "status code (no body)" ? "" : text;
 }
 
+const TOO_MANY_FILES = "too many open files";
+
 function connectionProblem(error: APIConnectionError, context: ErrorContext): string {
   let text = "";
   let current: unknown = error.cause;
@@ -248,6 +256,7 @@ function connectionProblem(error: APIConnectionError, context: ErrorContext): st
     text += ` ${current.message}`;
     current = current.cause;
   }
+  if (/too many open files|os error 24\b/i.test(text)) return TOO_MANY_FILES;
   if (/refused/i.test(text)) return "connection refused";
   if (/reset|broken pipe|connection closed/i.test(text)) return "connection reset";
   if (/dns|lookup|name resolution|not known|no such host/i.test(text)) return "host not found";

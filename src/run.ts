@@ -27,7 +27,6 @@ import { whileQueueShort } from "./pool.ts";
 import { type RecordBudget, type Selection, selection } from "./sample.ts";
 import { countLines, createProgress, type Progress, type ProgressState } from "./progress.ts";
 import { lockOutputFolder } from "./output_lock.ts";
-import { openFileWarning } from "./fd_limit.ts";
 import { openAtomicFile, streamSink, type TextSink } from "./sink.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import type { Outcome } from "./types.ts";
@@ -72,8 +71,6 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     skipped.set(why, [...skipped.get(why) ?? [], path]);
   });
   for (const [why, paths] of skipped) env.stderr(skippedWarning(why, paths));
-  const openFiles = options.dryRun ? null : openFileWarning(options.concurrency);
-  if (openFiles) env.stderr(openFiles + "\n");
   // Held to the end: a second run into the folder is refused before it reads or calls anything.
   using _folder = options.output && !options.dryRun ? lockOutputFolder(options.output) : null;
   // The total only feeds the progress line: a --quiet run does not read its inputs twice.

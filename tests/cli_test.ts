@@ -703,28 +703,33 @@ Deno.test("cli: a second run into an output folder in use is refused before it c
   await assert.rejects(Deno.stat(join(out, ".cotfit.lock")), Deno.errors.NotFound);
 });
 
-Deno.test("cli: a --concurrency past the open-file limit is warned about before the run", {
+Deno.test("cli: calls past the open-file limit stop the run with exit 2 and what to change", {
   ignore: Deno.build.os !== "linux",
 }, async () => {
-  await using fake = await startFakeOpenAI();
-  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  // Calls last a while, so 200 connections are open at once against a limit of 100.
+  await using fake = await startFakeOpenAI({ latencyMs: 300 });
+  const lines = Array.from({ length: 300 }, (_, i) =>
+    JSON.stringify({
+      conversations: [{ from: "human", value: `q${i}` }, { from: "gpt", value: `a${i}` }],
+    }));
+  const root = await tempTree({ "in.jsonl": lines.join("\n") + "\n" });
   const args = [...convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url), "-q"];
-  const run = async (concurrency: number) => {
-    const deno = [Deno.execPath(), "run", "-A", MAIN, ...args, "--concurrency", `${concurrency}`];
-    const output = await new Deno.Command("sh", {
-      args: ["-c", 'ulimit -n 512 && exec "$@"', "sh", ...deno],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
-  };
-  const high = await run(2000);
-  assert.equal(high.code, 0, high.stderr);
+  const deno = [Deno.execPath(), "run", "-A", MAIN, ...args, "--concurrency", "200", "--no-cache"];
+  const output = await new Deno.Command("sh", {
+    args: ["-c", 'ulimit -n 100 && exec "$@"', "sh", ...deno],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 2, stderr);
   assert.match(
-    high.stderr,
-    /^warning: --concurrency 2000 needs about 2064 open files, but this process may open 512: .*\(ulimit -n 4096\) or lower --concurrency to 448\n$/,
+    stderr,
+    /^error: too many open files: every call in flight holds a connection; lower --concurrency or raise this process's open-file limit \(ulimit -n\)$/m,
   );
-  assert.equal((await run(400)).stderr, "");
+  // Not taken for an outage: no call is retried.
+  const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
+  assert.equal(usage.retries, 0);
+  assert.ok(usage.failures["too many open files"] >= 1, JSON.stringify(usage.failures));
 });
 
 Deno.test("cli: --sample picks N records out of all the files, the same ones for the same seed", async () => {
