@@ -90,6 +90,12 @@ export interface PipelineOptions {
   signal?: AbortSignal;
   /** Stops taking new records; those already taken finish (the CLI's first ^C). */
   stop?: AbortSignal;
+  /**
+   * The run is stopping, so a failed call is not retried (see `WriteContext.stopping`).
+   *
+   * @default {`stop`}
+   */
+  stopping?: AbortSignal;
 }
 
 /**
@@ -232,7 +238,7 @@ async function processLine(line: Line, options: PipelineOptions): Promise<Outcom
     line: line.line,
     source: options.source,
     signal: options.signal,
-    stopping: options.stop,
+    stopping: options.stopping ?? options.stop,
     framing: options.framing,
   };
   // Most records ask for one thought: awaited alone, it keeps no Promise.all state while it waits.

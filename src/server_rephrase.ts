@@ -178,6 +178,8 @@ export function rephraseBody(
     coding: options.coding,
     signal: abort.signal,
     stop: stopReading.signal,
+    // Not `stopReading`, which a shutdown leaves alone once the whole body is read.
+    stopping: options.stop,
     onBlank: () => meter.addRecord("skipped"),
     onKeptThought: () => meter.addKeptThought(),
   });

@@ -886,6 +886,33 @@ Deno.test("serve() listens, streams, and on shutdown finishes the records it rea
   await assert.rejects(fetch(`${url}/healthz`));
 });
 
+Deno.test("serve() on shutdown retries no failed call, even once the whole body is read", async () => {
+  // Every call gets a 429 asking to wait 1 s: without the shutdown each record would retry 7 times.
+  await using fake = await startFakeOpenAI({ script: () => "rate_limit" });
+  const listening = Promise.withResolvers<string>();
+  const shutdown = new AbortController();
+  const exit = serve(serveOptions(fake, { port: "0" }), {
+    signal: shutdown.signal,
+    log(line) {
+      const url = /^cotfit serve listening on (http:\/\/127\.0\.0\.1:\d+)$/.exec(line)?.[1];
+      if (url) listening.resolve(url);
+    },
+  });
+  const url = await within(5_000, listening.promise, "the listening line");
+  const response = await fetch(`${url}/v1/rephrase`, {
+    method: "POST",
+    body: jsonl([sharegpt("r", 1), sharegpt("r", 2), sharegpt("r", 3)]),
+  });
+  await waitFor(() => fake.stats.requests === 3, 5_000, "each record's first call");
+  const started = performance.now();
+  shutdown.abort();
+  const lines = parseLines(await within(5_000, response.text(), "the response to end"));
+  assert.equal(await within(5_000, exit, "serve() to return"), 0);
+  assert.ok(performance.now() - started < 900, `stopped after ${performance.now() - started} ms`);
+  assert.equal(fake.stats.requests, 3);
+  assert.match(JSON.stringify(lines.at(-1)), /not retried: the run is stopping/);
+});
+
 Deno.test("serve() refuses a non-loopback host without a token", async () => {
   const options = {
     ...serveOptions({ url: "http://127.0.0.1:9/v1" }, { token: TOKEN }),
