@@ -505,10 +505,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function querySecrets(url: URL): string[] {
   const values = new Set<string>();
   for (const value of url.searchParams.values()) {
-    if (value.length >= 4) values.add(value);
-    // As a server may echo it: percent-encoded.
-    const encoded = encodeURIComponent(value);
-    if (encoded.length >= 4) values.add(encoded);
+    // As a server may echo it: decoded, percent-encoded.
+    values.add(value);
+    values.add(encodeURIComponent(value));
   }
+  // And as written in the URL (a "+" stays a "+" there).
+  for (const pair of url.search.slice(1).split("&")) values.add(pair.slice(pair.indexOf("=") + 1));
+  for (const value of values) if (value.length < 4) values.delete(value);
   return [...values].sort((a, b) => b.length - a.length);
 }

@@ -644,20 +644,24 @@ Deno.test("complete() never shows the API key a server echoes back", async (t) =
 
 Deno.test("complete() never shows a key the base URL carries in its query, echoed back", async (t) => {
   const secret = "AIzaSecret/Key+123";
-  for (const transport of ["pooled", "fetch"] as const) {
-    await t.step(transport, async () => {
-      await using server = serve((request) =>
-        errorResponse(403, `Forbidden for ${request.url} (key ${secret})`, "auth")
-      );
-      const base = `${server.url}/v1?key=${encodeURIComponent(secret)}&v=1`;
-      using client = clientFor(base, { transport });
-      const error = await failure(client.complete(MESSAGES));
-      assert.ok(!error.message.includes(secret), error.message);
-      assert.ok(!error.message.includes(encodeURIComponent(secret)), error.message);
-      assert.match(error.message, /key=\*\*\*/);
-      // Short values (a version) are no secret and stay readable.
-      assert.match(error.message, /v=1/);
-    });
+  // The key percent-encoded, and pasted as is with "+" (which a query reads as a space).
+  for (const written of [encodeURIComponent(secret), "Ab+Cd+SecretPlus"]) {
+    for (const transport of ["pooled", "fetch"] as const) {
+      await t.step(`${transport}, key=${written}`, async () => {
+        const decoded = new URLSearchParams(`key=${written}`).get("key")!;
+        await using server = serve((request) =>
+          errorResponse(403, `Forbidden for ${request.url} (key ${decoded})`, "auth")
+        );
+        using client = clientFor(`${server.url}/v1?key=${written}&v=1`, { transport });
+        const error = await failure(client.complete(MESSAGES));
+        for (const form of [written, decoded, encodeURIComponent(decoded)]) {
+          assert.ok(!error.message.includes(form), error.message);
+        }
+        assert.match(error.message, /key=\*\*\*/);
+        // Short values (a version) are no secret and stay readable.
+        assert.match(error.message, /v=1/);
+      });
+    }
   }
 });
 
