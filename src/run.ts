@@ -304,25 +304,38 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
 
   async function route(outcome: Outcome) {
     meter.addConversation();
+    // Counted before the write: if it fails, the catch above takes it back with the file's
+    // others; on stdout or stderr, where the others are out already, only this one.
     if (outcome.kind === "record") {
+      const first = written === 0;
       meter.addRecord("written");
-      if (isArray) await out.write((written > 0 ? ",\n" : "") + outcome.json);
-      else await out.write(outcome.json, "\n");
       written++;
+      try {
+        if (isArray) await out.write((first ? "" : ",\n") + outcome.json);
+        else await out.write(outcome.json, "\n");
+      } catch (error) {
+        if (!plan.output && !context.dryRun) meter.discardRecords(1, 0);
+        throw error;
+      }
       return;
     }
     meter.addRecord("rejected");
     rejected++;
-    const sink = await openRejects();
-    await sink.write(
-      JSON.stringify({
-        file: plan.input,
-        line: outcome.line,
-        reason: outcome.reason,
-        raw: outcome.raw,
-      }),
-      "\n",
-    );
+    try {
+      const sink = await openRejects();
+      await sink.write(
+        JSON.stringify({
+          file: plan.input,
+          line: outcome.line,
+          reason: outcome.reason,
+          raw: outcome.raw,
+        }),
+        "\n",
+      );
+    } catch (error) {
+      if (!plan.rejects && !context.dryRun) meter.discardRecords(0, 1);
+      throw error;
+    }
   }
 }
 

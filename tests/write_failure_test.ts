@@ -201,6 +201,30 @@ Deno.test(
     const usage = JSON.parse(await Deno.readTextFile(join(out, "usage.json")));
     assert.equal(usage.calls, 201);
     assert.equal(usage.error, failure);
+    // The counts say what the disk holds: b.jsonl's records, the one whose write failed
+    // included, went with it.
+    assert.deepEqual([usage.written, usage.rejected, usage.discarded], [1, 0, 200]);
+  },
+);
+
+Deno.test(
+  "cli: a write that fails midway leaves counts that add up: the records of the dropped file are discarded",
+  { ignore: onWindows }, // ulimit
+  async () => {
+    await using fake = await startFakeOpenAI();
+    // About 600 KB of output: its first 256 KiB write, past the 32 KiB limit, fails mid-file.
+    const root = await tempTree({ "in.jsonl": records(4_000, "x") });
+    const out = join(root, "out");
+    const result = await runInShell(fileSizeLimit(32 * 1024), [
+      ...convertArgs(join(root, "in.jsonl"), out, fake.url),
+      "--no-cache",
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    assertNoCrash(result.stderr);
+    assert.deepEqual(await names(out), ["usage.json"]);
+    const usage = JSON.parse(await Deno.readTextFile(join(out, "usage.json")));
+    assert.ok(usage.conversations > 0 && usage.conversations < 4_000, `${usage.conversations}`);
+    assert.deepEqual([usage.written, usage.rejected, usage.discarded], [0, 0, usage.conversations]);
   },
 );
 
