@@ -30,6 +30,7 @@ import { startOfflineLlm } from "./src/offline_llm.ts";
 import { PromptError, PromptReadError } from "./src/prompt.ts";
 import { EXIT, runConversion, type RunEnvironment } from "./src/run.ts";
 import { OutputError } from "./src/sink.ts";
+import { readTextStrict } from "./src/text_file.ts";
 
 const VERSION = "0.1.0";
 
@@ -134,7 +135,7 @@ async function runDemo(options: Options, env: RunEnvironment): Promise<number> {
 
 async function readConfig(path: string): Promise<string> {
   try {
-    return await Deno.readTextFile(path);
+    return await readTextStrict(path);
   } catch (error) {
     throw new ConfigError(`Cannot read config "${path}": ${(error as Error).message}`);
   }

@@ -15,6 +15,7 @@
 
 import { parse } from "yaml";
 import type { ChatMessage, Role, ThoughtRequest, Turn } from "./types.ts";
+import { readTextStrict } from "./text_file.ts";
 
 /** The names a user template may use as `{{name}}`. */
 export type Placeholder = "system_prompt" | "history" | "user_message" | "between" | "answer";
@@ -198,7 +199,7 @@ export async function loadPrompt(path?: string | URL): Promise<PromptTemplate> {
   const source = location instanceof URL ? decodeURIComponent(location.pathname) : location;
   let text: string;
   try {
-    text = await Deno.readTextFile(location);
+    text = await readTextStrict(location);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new PromptReadError(source, reason, { cause: error });

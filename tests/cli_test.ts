@@ -881,6 +881,52 @@ Deno.test("cli: an output or cache that cannot be created exits 2 with the reaso
   assert.equal(fake.stats.requests, 0);
 });
 
+Deno.test("cli: a config or prompt file that is not UTF-8 is refused, naming the line; UTF-16 is read", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const args = convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url);
+  const latin1 = (text: string) => new Uint8Array([...text].map((c) => c.charCodeAt(0)));
+  // A preface saved as Latin-1 would otherwise reach every answer as "R\uFFFDflexion".
+  await Deno.writeFile(join(root, "c.yaml"), latin1('output:\n  cot_preface: "R\xe9flexion :"\n'));
+  const config = await runCli([...args, "--config", join(root, "c.yaml")]);
+  assert.equal(config.code, 2);
+  assert.match(
+    config.stderr,
+    /^error: Cannot read config ".*c\.yaml": not UTF-8 text \(line 2, byte 26\): save it as UTF-8\n/,
+  );
+  const prompt =
+    (await Deno.readTextFile(new URL("../prompts/thought_process.yaml", import.meta.url)))
+      .replace("You recover hidden reasoning.", "Vous retrouvez le raisonnement cach\xe9.");
+  await Deno.writeFile(join(root, "p.yaml"), latin1(prompt));
+  const latin = await runCli([...args, "--prompt", join(root, "p.yaml")]);
+  assert.equal(latin.code, 2);
+  assert.match(
+    latin.stderr,
+    /^error: Cannot read prompt file ".*p\.yaml": not UTF-8 text \(line \d+, byte \d+\)/,
+  );
+  assert.equal(fake.stats.requests, 0);
+  // Saved as UTF-16 with its byte order mark, as Windows editors may, it is read.
+  const utf16 = new Uint8Array(2 + prompt.length * 2);
+  utf16.set([0xff, 0xfe]);
+  for (let i = 0; i < prompt.length; i++) {
+    utf16[2 + 2 * i] = prompt.charCodeAt(i) & 0xff;
+    utf16[3 + 2 * i] = prompt.charCodeAt(i) >> 8;
+  }
+  await Deno.writeFile(join(root, "p16.yaml"), utf16);
+  const wide = await runCli([
+    ...args,
+    "--prompt",
+    join(root, "p16.yaml"),
+    "--debug-log",
+    join(root, "d.jsonl"),
+  ]);
+  assert.equal(wide.code, 0, wide.stderr);
+  assert.match(
+    await Deno.readTextFile(join(root, "d.jsonl")),
+    /Vous retrouvez le raisonnement caché\./,
+  );
+});
+
 Deno.test("cli: a prompt file that cannot be read exits 2 with its name, before any call", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "dir/x": "" });
