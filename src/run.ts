@@ -71,6 +71,12 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     skipped.set(why, [...skipped.get(why) ?? [], path]);
   });
   for (const [why, paths] of skipped) env.stderr(skippedWarning(why, paths));
+  if (options.rejects !== null && !options.inputs.includes("-")) {
+    env.stderr(
+      `warning: --rejects "${options.rejects}" is for stdin only; the rejects of a file go ` +
+        "beside its output, as NAME.rejects.jsonl\n",
+    );
+  }
   // Held to the end: a second run into the folder is refused before it reads or calls anything.
   using _folder = options.output && !options.dryRun ? lockOutputFolder(options.output) : null;
   // The total only feeds the progress line: a --quiet run does not read its inputs twice.

@@ -503,6 +503,23 @@ Deno.test("cli: stdin to stdout, rejects to --rejects", async () => {
   assert.deepEqual(rejects.map((r) => [r.file, r.line]), [["-", 2]]);
 });
 
+Deno.test("cli: --rejects with file inputs says it is for stdin only, and where their rejects go", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\nnot json\n" });
+  const result = await runCli([
+    ...convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url),
+    "-q",
+    "--rejects",
+    join(root, "mine.jsonl"),
+  ]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /^warning: --rejects ".*mine\.jsonl" is for stdin only; the rejects of a file go beside its output, as NAME\.rejects\.jsonl\n$/,
+  );
+  assert.equal(parseJsonl(await Deno.readTextFile(join(root, "out/in.rejects.jsonl"))).length, 1);
+});
+
 Deno.test("cli: a dry run leaves an earlier debug log as it was", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
