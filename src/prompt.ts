@@ -158,6 +158,15 @@ export function parsePrompt(yamlText: string, source: string): PromptTemplate {
 
   const root = expectMapping(document, "", TOP_KEYS, fail);
   const system = expectText(root.system, "system", fail);
+  // Only the user template is filled: one of its placeholders here would reach the model as is.
+  for (const match of system.matchAll(PLACEHOLDER_PATTERN)) {
+    if (PLACEHOLDERS.includes(match[1].trim() as Placeholder)) {
+      fail(
+        "system",
+        `${match[0]} is filled only in user_template; the system message is sent as written`,
+      );
+    }
+  }
   const userTemplate = expectText(root.user_template, "user_template", fail);
   const { literals, slots } = compileTemplate(userTemplate, fail);
   const partial = { source, literals, slots, dataTags: dataTagPattern(literals) };

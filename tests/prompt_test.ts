@@ -241,6 +241,11 @@ Deno.test("parsePrompt() names the file and the key of each problem", () => {
       "user_template",
       /missing placeholder \{\{answer\}\}/,
     ],
+    [
+      "system: 'Answer as {{ system_prompt }}.'\nuser_template: '{{user_message}} {{answer}}'\n",
+      "system",
+      /^\{\{ system_prompt \}\} is filled only in user_template; the system message is sent as written$/,
+    ],
     [valid + "examples: {}\n", "examples", /expected a list/],
     [
       valid + "examples:\n" + example + "  - { user_message: u, thought: t }\n",
