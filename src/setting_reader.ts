@@ -206,7 +206,7 @@ export class SettingReader {
     const found = this.#find(name);
     if (found === undefined) return undefined;
     const text = this.#text(found);
-    return found.source === "config" ? this.#resolve(text) : text;
+    return found.source === "config" ? this.#resolve(found, text) : text;
   }
 
   /** One path or a list of them; config only (the command line has positionals). */
@@ -219,7 +219,7 @@ export class SettingReader {
         this.#fail(found, "must be a path or a list of paths");
       }
       this.#rejectPlaceholder(found, item);
-      return this.#resolve(item);
+      return this.#resolve(found, item);
     });
   }
 
@@ -355,7 +355,11 @@ export class SettingReader {
     }
   }
 
-  #resolve(path: string): string {
+  #resolve(found: Found, path: string): string {
+    // A shell expands it on a command line; read from a file it would name a folder "~".
+    if (path === "~" || path.startsWith("~/") || path.startsWith("~\\")) {
+      this.#fail(found, "starts with ~, which only a shell expands: write the full path");
+    }
     return path === "-" || isAbsolute(path) ? path : join(this.#config.dir, path);
   }
 

@@ -413,6 +413,25 @@ Deno.test("resolveOptions() reads Augmentoolkit's !!PLACEHOLDER!! as unset, or a
   );
 });
 
+Deno.test("resolveOptions() refuses a config path that starts with ~, which only a shell expands", () => {
+  for (
+    const [text, key] of [
+      ["output:\n  dir: ~/cotfit-out\nllm:\n  model: m\n", "output.dir"],
+      ["input:\n  paths: [a.jsonl, ~/b.jsonl]\nllm:\n  model: m\n", "input.paths"],
+    ]
+  ) {
+    const error = configError(() => resolve([], { configText: text, configPath: "c.yaml" }));
+    assert.equal(error.path, key);
+    assert.match(error.message, /starts with ~, which only a shell expands: write the full path/);
+  }
+  // On the command line the shell has expanded it already; a name like "~x" is left alone.
+  const options = resolve(["in.jsonl"], {
+    configText: "output:\n  dir: ~x\nllm:\n  model: m\n",
+    configPath: "/cfg/c.yaml",
+  });
+  assert.equal(options.output, "/cfg/~x");
+});
+
 Deno.test("resolveOptions() names the dotted path of an unknown config key", () => {
   const nested = configError(() =>
     resolve(["in.jsonl"], {
