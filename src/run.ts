@@ -138,6 +138,8 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
 
   // Why the run stopped before its end; the summary and usage file still say what it spent.
   let stopped: Error | null = null;
+  // Inputs whose output this run has written whole (or, interrupted, up to where it stopped).
+  const finished = new Set<InputPlan>();
   try {
     // --limit and --sample are the run's, not each file's: one budget and one sample span them.
     const budget = options.limit === null ? null : { remaining: options.limit };
@@ -146,7 +148,7 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
       if (env.stop.aborted) break;
       // The run has every record it takes: the files left are not read, and get no output.
       if (budget?.remaining === 0 || picked?.needed === 0) {
-        if (!options.dryRun) await removeStaleOutputs(plans.slice(index), say);
+        if (!options.dryRun) await removeStaleOutputs(plans.slice(index), env.stderr);
         break;
       }
       await convertOne(plan, {
@@ -160,6 +162,7 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
         writeThought: dryRun?.writeThought ?? engine.writeThought,
         dryRun: dryRun !== null,
       });
+      finished.add(plan);
     }
   } catch (error) {
     // The input read when it was planned no longer is, or a file or stdout cannot be written:
@@ -193,6 +196,9 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     return env.stop.aborted ? EXIT.interrupted : EXIT.ok;
   }
   say(formatSummary(snapshot, options.prices) + "\n");
+  if (stopped || env.stop.aborted) {
+    await noteEarlierOutputs(plans.filter((plan) => !finished.has(plan)), env.stderr);
+  }
   let usageLost = false;
   if (options.output) {
     const usage = {
@@ -351,7 +357,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
  */
 async function removeStaleOutputs(
   unread: readonly InputPlan[],
-  say: (text: string) => void,
+  write: (text: string) => void,
 ): Promise<void> {
   const removed: string[] = [];
   for (const plan of unread) {
@@ -366,15 +372,43 @@ async function removeStaleOutputs(
     }
   }
   if (removed.length === 0) return;
-  const shown = removed.slice(0, 3).map((path) => `"${path}"`).join(", ") +
-    (removed.length > 3 ? ` and ${removed.length - 3} more` : "");
-  say(`note: removed ${shown}: an earlier run's output of inputs this run does not read\n`);
+  write(
+    `note: removed ${listed(removed)}: an earlier run's output of inputs this run does not read\n`,
+  );
+}
+
+/**
+ * Names the outputs an earlier run left for inputs a stopped run did not finish: kept, since a
+ * rerun replaces them (from the cache, at no cost with the same settings), but not this run's.
+ */
+async function noteEarlierOutputs(
+  unfinished: readonly InputPlan[],
+  write: (text: string) => void,
+): Promise<void> {
+  const earlier: string[] = [];
+  for (const plan of unfinished) {
+    for (const path of [plan.output, plan.rejects]) {
+      if (path !== null && await Deno.lstat(path).then(() => true, () => false)) {
+        earlier.push(path);
+      }
+    }
+  }
+  if (earlier.length === 0) return;
+  write(
+    `note: ${listed(earlier)} ${earlier.length === 1 ? "is" : "are"} from an earlier run: ` +
+      "this one stopped before writing them; run it again to replace them\n",
+  );
+}
+
+/** Up to three paths, quoted, and how many more. */
+function listed(paths: readonly string[]): string {
+  return paths.slice(0, 3).map((path) => `"${path}"`).join(", ") +
+    (paths.length > 3 ? ` and ${paths.length - 3} more` : "");
 }
 
 /** One warning for the files of a kind that folders held but cotfit did not read. */
 function skippedWarning(why: SkipReason, paths: readonly string[]): string {
-  const shown = paths.toSorted().slice(0, 3).map((path) => `"${path}"`).join(", ") +
-    (paths.length > 3 ? ` and ${paths.length - 3} more` : "");
+  const shown = listed(paths.toSorted());
   const advice = why === "parquet"
     ? `cotfit does not read Parquet; convert to JSONL first (${PARQUET_TO_JSONL})`
     : why === "metadata"

@@ -876,6 +876,32 @@ Deno.test("cli: after a 401 midway, the counts say what the files on disk hold a
   );
 });
 
+Deno.test("cli: a run stopped midway names the outputs an earlier run left for the files it did not finish", async () => {
+  const root = await shards(3, 3);
+  const out = join(root, "out");
+  {
+    await using fake = await startFakeOpenAI();
+    assert.equal((await runCli(convertArgs(join(root, "in"), out, fake.url))).code, 0);
+  }
+  // Again, another framing, no cache: the key is revoked during f2.jsonl.
+  await using fake = await startFakeOpenAI({ script: (n) => n > 4 ? "unauthorized" : undefined });
+  const result = await runCli([
+    ...convertArgs(join(root, "in"), out, fake.url),
+    "--no-cache",
+    "--concurrency",
+    "1",
+    "--cot-preface",
+    "Reasoning:",
+    "-q",
+  ]);
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(
+    result.stderr,
+    /^note: ".*f2\.jsonl", ".*f3\.jsonl" are from an earlier run: this one stopped before writing them; run it again to replace them$/m,
+  );
+  assert.match(await Deno.readTextFile(join(out, "f1.jsonl")), /Reasoning:/);
+});
+
 Deno.test("cli: an output or cache that cannot be created exits 2 with the reason", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "file": "" });
