@@ -201,6 +201,14 @@ export function resolveOptions(input: ResolveInput): Options {
   const reader = new SettingReader(input.flags, input.env, config, { placeholders: "reject" });
   const settings = readSettings(reader, command === "run" ? operands : null);
   const { model, configApiKey, token, priceInput, priceOutput, transport, ...rest } = settings;
+  if (rest.sample !== null && rest.limit !== null && rest.sample > rest.limit) {
+    // The limit comes first: the sample would be short by the difference, without a word.
+    throw new ConfigError(
+      `--sample ${rest.sample} is more than --limit ${rest.limit}: a sample is taken from the ` +
+        "first --limit records, so ask for at most that many",
+      "--sample",
+    );
+  }
   const baseURL = new URL(rest.baseURL);
   if (transport === "pooled" && baseURL.protocol !== "http:") {
     throw new ConfigError(

@@ -943,3 +943,11 @@ Deno.test("resolveOptions() refuses an unknown transport and pooled over https",
     /transport pooled needs an http: base URL/,
   );
 });
+
+Deno.test("resolveOptions() refuses a --sample larger than --limit, which would come out short", () => {
+  const error = configError(() => resolve(["in.jsonl", "--limit", "2", "--sample", "3"]));
+  assert.equal(error.path, "--sample");
+  assert.match(error.message, /^--sample 3 is more than --limit 2: /);
+  const options = resolve(["in.jsonl", "--limit", "5", "--sample", "3", "--model", "m"]);
+  assert.deepEqual([options.limit, options.sample], [5, 3]);
+});
