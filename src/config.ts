@@ -334,8 +334,9 @@ function readSettings(read: SettingReader, operands: readonly string[] | null): 
 }
 
 function subsetLimit(read: SettingReader): number | null {
-  if (read.boolean("useSubset") !== true) return null;
+  // Read, so checked, even while unused: a wrong value is wrong.
   const size = read.int("subsetSize", 1, Number.MAX_SAFE_INTEGER);
+  if (read.boolean("useSubset") !== true) return null;
   if (size === undefined) {
     throw new ConfigError(
       `${read.configLabel}: system.use_subset is true but system.subset_size is missing`,

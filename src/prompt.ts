@@ -353,6 +353,10 @@ function parseExample(
   const between = parseTurns(example.between, `${path}.between`, history.length + 1, fail);
   const answer = expectText(example.answer, `${path}.answer`, fail);
   const thought = expectText(example.thought, `${path}.thought`, fail);
+  // The example's reply wraps it in these tags: one inside would end it early.
+  if (/<\/?thought_process>/.test(thought)) {
+    fail(`${path}.thought`, "holds a <thought_process> tag, which its reply wraps it in");
+  }
   return {
     request: {
       turnIndex: history.length + between.length + 1,

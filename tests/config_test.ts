@@ -951,3 +951,13 @@ Deno.test("resolveOptions() refuses a --sample larger than --limit, which would 
   const options = resolve(["in.jsonl", "--limit", "5", "--sample", "3", "--model", "m"]);
   assert.deepEqual([options.limit, options.sample], [5, 3]);
 });
+
+Deno.test("resolveOptions() checks system.subset_size while use_subset is off too", () => {
+  const error = configError(() =>
+    resolve(["in.jsonl", "--model", "m"], {
+      configText: "system:\n  use_subset: false\n  subset_size: lots\n",
+      configPath: "c.yaml",
+    })
+  );
+  assert.equal(error.path, "system.subset_size");
+});

@@ -258,6 +258,11 @@ Deno.test("parsePrompt() names the file and the key of each problem", () => {
       /string/,
     ],
     [
+      valid + "examples:\n  - { user_message: u, answer: a, thought: 'x </thought_process> y' }\n",
+      "examples[0].thought",
+      /holds a <thought_process> tag/,
+    ],
+    [
       valid + "examples:\n  - { user_message: u, answer: a, thought: t, notes: n }\n",
       "examples[0].notes",
       /unknown key/,
