@@ -120,6 +120,7 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
       // duplicate, as a dry run counts it.
       onCacheHit: hooks.cachePath === null ? () => meter.addDedupeHit() : () => meter.addCacheHit(),
       onDedupe: () => meter.addDedupeHit(),
+      onAborted: () => meter.addAbortedCall(),
       onRetry(info) {
         meter.addRetry();
         if (notice && info.transient && info.delayMs >= NOTICE_DELAY_MS) {
@@ -160,6 +161,11 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     cache,
     async close() {
       try {
+        // Calls cut off in flight settle a moment after their abort: counted once they have.
+        const deadline = performance.now() + CLOSE_SETTLE_MS;
+        while (limiter.active > 0 && performance.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
         while (pendingCounts.size > 0) await Promise.all(pendingCounts);
         await debugLog?.commit();
         const failure = countError ?? debugLogError;
@@ -171,6 +177,9 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
     },
   };
 }
+
+/** How long closing waits for aborted calls to settle, so they are counted. */
+const CLOSE_SETTLE_MS = 2000;
 
 /** The usage of a call the server sent none for, counted with the o200k tokenizer. */
 function estimateUsage(call: CallRecord, tokenizer: Tokenizer): TokenUsage {

@@ -40,6 +40,8 @@ export interface GenerationEvents {
   onCall?(call: CallRecord): void;
   onCacheHit?(): void;
   onDedupe?(): void;
+  /** A call in flight was aborted (its record's file or client went away, a second ^C). */
+  onAborted?(): void;
   onRetry?(info: { reason: string; delayMs: number; attempt: number; transient: boolean }): void;
 }
 
@@ -136,12 +138,16 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
         let result: ThoughtOutcome | null = null;
         let retryAfterMs: number | undefined;
         let transient = true;
+        let sent = false;
         try {
           // Not `limiter.run(task)`: its two async functions would be kept for the call's whole
           // wait, and at concurrency 1,024 every scavenge copies what calls keep.
           const wait = options.limiter.acquire();
           if (wait) await wait;
           try {
+            // Stopped while it waited for a slot: nothing was sent.
+            signal?.throwIfAborted();
+            sent = true;
             reply = await options.client.complete(messages, { signal });
             // Most replies are too short to break the limit: those never load the tokenizer.
             const tokenizer = thoughtMayNeedTokenCount(reply, limit)
@@ -157,8 +163,12 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
             options.limiter.release();
           }
         } catch (error) {
+          if (signal?.aborted || (error instanceof LlmError && error.kind === "aborted")) {
+            // Cut off in flight: counted, as a provider may bill what it had generated.
+            if (sent && reply === null) options.events?.onAborted?.();
+            throw signal?.reason ?? error;
+          }
           if (!(error instanceof LlmError)) throw error;
-          if (error.kind === "aborted") throw signal?.reason ?? error;
           const result: ThoughtOutcome = {
             ok: false,
             // A rejection without a status is cotfit's own (a reply over the cap): said as is.

@@ -78,6 +78,11 @@ export interface UsageSnapshot {
    * got none (an HTTP error, a timeout) are counted in `failures` by reason.
    */
   readonly calls: number;
+  /**
+   * Calls aborted in flight (a file the run stopped writing, a client gone, a second ^C): no
+   * generation came back, but a provider may bill what it had generated.
+   */
+  readonly abortedCalls: number;
   /** Thoughts served from the persistent cache. */
   readonly cacheHits: number;
   /** Thoughts reused from an identical request earlier in the same run. */
@@ -132,6 +137,7 @@ export interface UsageSnapshot {
 export class UsageMeter {
   readonly #startMs: number;
   #calls = 0;
+  #abortedCalls = 0;
   #cacheHits = 0;
   #dedupeHits = 0;
   #retries = 0;
@@ -157,6 +163,11 @@ export class UsageMeter {
     this.#inputTokens += usage.inputTokens;
     this.#outputTokens += usage.outputTokens;
     if (usage.estimated) this.#estimatedCalls += 1;
+  }
+
+  /** Counts a call aborted in flight. */
+  addAbortedCall(): void {
+    this.#abortedCalls += 1;
   }
 
   /** Counts a thought served from the persistent cache. */
@@ -236,6 +247,7 @@ export class UsageMeter {
     const wallSeconds = Math.max(0, nowMs - this.#startMs) / 1000;
     return {
       calls: this.#calls,
+      abortedCalls: this.#abortedCalls,
       cacheHits: this.#cacheHits,
       dedupeHits: this.#dedupeHits,
       retries: this.#retries,
@@ -293,6 +305,9 @@ export function formatSummary(snapshot: UsageSnapshot, prices: Prices | null): s
       : ""),
     `calls     ${formatCount(snapshot.calls)} (cache hits ${formatCount(snapshot.cacheHits)}, ` +
     `dedupe hits ${formatCount(snapshot.dedupeHits)}, retries ${formatCount(snapshot.retries)})` +
+    (snapshot.abortedCalls > 0
+      ? `; ${formatCount(snapshot.abortedCalls)} aborted in flight (a provider may bill them)`
+      : "") +
     (snapshot.keptThoughts > 0
       ? `; ${formatCount(snapshot.keptThoughts)} answers already had a thought, kept`
       : ""),

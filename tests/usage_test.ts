@@ -59,6 +59,7 @@ Deno.test("UsageMeter.snapshot() returns every counter as plain JSON", () => {
   const snapshot = sampleMeter().snapshot(12_000);
   assert.deepEqual(JSON.parse(JSON.stringify(snapshot)), {
     calls: 2,
+    abortedCalls: 0,
     cacheHits: 2,
     dedupeHits: 1,
     retries: 3,

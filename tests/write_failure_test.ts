@@ -170,6 +170,11 @@ Deno.test(
     // Every call the endpoint saw was done before the stop, or cut off by it.
     const done = Number(/^calls +(\d+) /m.exec(stderr)?.[1]);
     assert.equal(fake.stats.requests, done + fake.stats.aborted, stderr);
+    // The summary says how many were cut off: a provider may bill those too.
+    const aborted = Number(
+      /; (\d+) aborted in flight \(a provider may bill them\)$/m.exec(stderr)?.[1] ?? 0,
+    );
+    assert.equal(aborted, fake.stats.aborted, stderr);
     assert.ok(fake.stats.requests < 10, `${fake.stats.requests} calls`);
   },
 );
