@@ -291,6 +291,7 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
 
   let written = 0;
   let rejected = 0;
+  let rejectsKept = false;
   try {
     if (isArray) await out.write("[\n");
     for await (const outcome of pipeline.readable) {
@@ -300,19 +301,22 @@ async function convertOne(plan: InputPlan, context: ConvertContext): Promise<voi
     }
     if (isArray) await out.write(written > 0 ? "\n]\n" : "]\n");
     await feeding;
+    // Rejects first: a file and its rejects are kept together or dropped together.
+    if (rejects.sink) await rejects.sink.commit();
+    else if (plan.rejects && !context.dryRun) await Deno.remove(plan.rejects).catch(() => {});
+    rejectsKept = rejects.sink !== null && plan.rejects !== null && !context.dryRun;
     await out.commit();
   } catch (error) {
     calls.abort(error);
     await out.discard();
     await rejects.sink?.discard();
+    if (rejectsKept && plan.rejects) await Deno.remove(plan.rejects).catch(() => {});
     // What went to stdout or stderr is out already; what went to a file goes with it.
     if (!context.dryRun) {
       meter.discardRecords(plan.output ? written : 0, plan.rejects ? rejected : 0);
     }
     throw error;
   }
-  if (rejects.sink) await rejects.sink.commit();
-  else if (plan.rejects && !context.dryRun) await Deno.remove(plan.rejects).catch(() => {});
 
   async function route(outcome: Outcome) {
     meter.addConversation();
@@ -394,9 +398,10 @@ async function noteEarlierOutputs(
     }
   }
   if (earlier.length === 0) return;
+  const [is, them] = earlier.length === 1 ? ["is", "it"] : ["are", "them"];
   write(
-    `note: ${listed(earlier)} ${earlier.length === 1 ? "is" : "are"} from an earlier run: ` +
-      "this one stopped before writing them; run it again to replace them\n",
+    `note: ${listed(earlier)} ${is} from an earlier run: this one stopped before writing ` +
+      `${them}; run it again to replace ${them}\n`,
   );
 }
 

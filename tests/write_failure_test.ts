@@ -234,6 +234,31 @@ Deno.test(
 );
 
 Deno.test(
+  "cli: a rejects file the disk cannot take drops its output too, and the counts say so",
+  { ignore: onWindows }, // ulimit
+  async () => {
+    await using fake = await startFakeOpenAI();
+    // The output (10 short records) fits under 8 KiB; the reject of a 30 KB line (its raw text
+    // cut to 10,000 characters) does not.
+    const junk = JSON.stringify({ junk: "x".repeat(30_000) }) + "\n";
+    const root = await tempTree({ "in.jsonl": records(10) + junk });
+    const out = join(root, "out");
+    const result = await runInShell(fileSizeLimit(8 * 1024), [
+      ...convertArgs(join(root, "in.jsonl"), out, fake.url),
+      "--no-cache",
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    assertNoCrash(result.stderr);
+    assert.match(result.stderr, /error: Cannot write ".*in\.rejects\.jsonl": File too large/);
+    // No output without its rejects, and no note calling this run's file an earlier run's.
+    assert.deepEqual(await names(out), ["usage.json"]);
+    assert.doesNotMatch(result.stderr, /earlier run/);
+    const usage = JSON.parse(await Deno.readTextFile(join(out, "usage.json")));
+    assert.deepEqual([usage.written, usage.rejected, usage.discarded], [0, 0, 11]);
+  },
+);
+
+Deno.test(
   "cli: when the usage file cannot be written either, one line says so and none is left half-written",
   { ignore: onWindows }, // ulimit
   async () => {
