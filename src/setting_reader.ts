@@ -206,6 +206,7 @@ export class SettingReader {
     const found = this.#find(name);
     if (found === undefined) return undefined;
     const text = this.#text(found);
+    this.#rejectTilde(found, text);
     return found.source === "config" ? this.#resolve(found, text) : text;
   }
 
@@ -355,11 +356,18 @@ export class SettingReader {
     }
   }
 
-  #resolve(found: Found, path: string): string {
-    // A shell expands it on a command line; read from a file it would name a folder "~".
+  /**
+   * A leading `~` a shell did not expand (a config value, `--cache=~/c`, a quoted path) would
+   * name a folder "~" in the working directory.
+   */
+  #rejectTilde(found: Found, path: string): void {
     if (path === "~" || path.startsWith("~/") || path.startsWith("~\\")) {
       this.#fail(found, "starts with ~, which only a shell expands: write the full path");
     }
+  }
+
+  #resolve(found: Found, path: string): string {
+    this.#rejectTilde(found, path);
     return path === "-" || isAbsolute(path) ? path : join(this.#config.dir, path);
   }
 

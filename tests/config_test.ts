@@ -424,7 +424,12 @@ Deno.test("resolveOptions() refuses a config path that starts with ~, which only
     assert.equal(error.path, key);
     assert.match(error.message, /starts with ~, which only a shell expands: write the full path/);
   }
-  // On the command line the shell has expanded it already; a name like "~x" is left alone.
+  // Nor on the command line, where bash leaves `--cache=~/c` as it is.
+  for (const flag of ["--cache=~/c.sqlite", "--debug-log=~/d.jsonl", "--output=~/out"]) {
+    const error = configError(() => resolve(["in.jsonl", "--model", "m", flag]));
+    assert.match(error.message, /starts with ~, which only a shell expands/, flag);
+  }
+  // A name like "~x" is left alone.
   const options = resolve(["in.jsonl"], {
     configText: "output:\n  dir: ~x\nllm:\n  model: m\n",
     configPath: "/cfg/c.yaml",
