@@ -10,7 +10,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { OutputError } from "./sink.ts";
 
 /** The lock file's name in the output folder. */
@@ -34,15 +34,24 @@ export const LOCK_NAME = ".cotfit.lock";
  * ```
  *
  * @param dir The output folder.
+ * @param runFiles Other files the run writes (cache, debug log, rejects): none may be the lock.
  * @returns The lock; disposing of it removes the file and releases the lock.
- * @throws {OutputError} When another run holds the folder, or the folder or the lock file cannot
- * be created.
+ * @throws {OutputError} When another run holds the folder, a run file would be the lock file, or
+ * the folder or the lock file cannot be created.
  */
-export function lockOutputFolder(dir: string): Disposable {
+export function lockOutputFolder(dir: string, runFiles: readonly string[] = []): Disposable {
   const path = join(dir, LOCK_NAME);
-  let made = false;
+  // Its removal at the end would take a run file given this name with it.
+  const taken = runFiles.find((file) => resolve(file) === resolve(path));
+  if (taken !== undefined) {
+    throw new OutputError(taken, "it is the output folder's lock file: choose another name");
+  }
+  // The folders this makes, deepest first, for a run that leaves them empty to remove.
+  const made: string[] = [];
   try {
-    made = !existsSync(dir);
+    for (let missing = resolve(dir); !existsSync(missing); missing = dirname(missing)) {
+      made.push(missing);
+    }
     Deno.mkdirSync(dir, { recursive: true });
   } catch (error) {
     throw new OutputError(dir, messageOf(error), { cause: error });
@@ -70,7 +79,7 @@ export function lockOutputFolder(dir: string): Disposable {
           try {
             Deno.removeSync(path);
             // A run refused before it wrote anything (a bad prompt) leaves no empty folder.
-            if (made) Deno.removeSync(dir);
+            for (const folder of made) Deno.removeSync(folder);
           } catch {
             // Gone already, or the folder holds what the run wrote: it stays.
           }

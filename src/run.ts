@@ -78,7 +78,14 @@ export async function runConversion(options: Options, env: RunEnvironment): Prom
     );
   }
   // Held to the end: a second run into the folder is refused before it reads or calls anything.
-  using _folder = options.output && !options.dryRun ? lockOutputFolder(options.output) : null;
+  using _folder = options.output && !options.dryRun
+    ? lockOutputFolder(
+      options.output,
+      [plannedCachePath(options), options.debugLog, options.rejects].filter((file) =>
+        file !== null
+      ),
+    )
+    : null;
   // The total only feeds the progress line: a --quiet run does not read its inputs twice.
   const total = options.quiet
     ? null

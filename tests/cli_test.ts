@@ -749,6 +749,39 @@ Deno.test("cli: calls past the open-file limit stop the run with exit 2 and what
   assert.ok(usage.failures["too many open files"] >= 1, JSON.stringify(usage.failures));
 });
 
+Deno.test("cli: no run file may be the output folder's lock, and a refused run leaves no folders it made", async () => {
+  await using fake = await startFakeOpenAI();
+  const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n" });
+  const out = join(root, "out");
+  for (const flag of ["--cache", "--debug-log"]) {
+    const result = await runCli([
+      ...convertArgs(join(root, "in.jsonl"), out, fake.url),
+      flag,
+      join(out, ".cotfit.lock"),
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      /^error: Cannot write ".*out\/\.cotfit\.lock": it is the output folder's lock file: choose another name\n$/,
+    );
+  }
+  assert.equal(fake.stats.requests, 0);
+  // A prompt refused at load: the output folder and the parent made for it are gone again.
+  const prompt = join(root, "p.yaml");
+  await Deno.writeTextFile(
+    prompt,
+    "system: 'as {{answer}}'\nuser_template: '{{user_message}} {{answer}}'\n",
+  );
+  const refused = await runCli([
+    ...convertArgs(join(root, "in.jsonl"), join(root, "new", "sub"), fake.url),
+    "--prompt",
+    prompt,
+  ]);
+  assert.equal(refused.code, 2, refused.stderr);
+  await assert.rejects(Deno.stat(join(root, "new")), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
+});
+
 Deno.test("cli: --sample picks N records out of all the files, the same ones for the same seed", async () => {
   await using fake = await startFakeOpenAI();
   const root = await shards(3, 10);
