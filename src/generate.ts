@@ -113,6 +113,9 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
   const sleep = options.sleep ?? abortableSleep;
   const limit = { maxThoughtTokens: options.maxThoughtTokens };
   const inFlight = new Map<string, Running>();
+  // Once the upstream refuses a call (401, 403...), the calls that share its signal (a CLI file,
+  // a server request) and still wait for a slot are not sent: they would be refused too.
+  const refusals = new WeakMap<AbortSignal, UpstreamFatalError>();
   const keyOf = createCacheKeyer({
     model: options.model,
     temperature: options.temperature,
@@ -147,6 +150,8 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
           try {
             // Stopped while it waited for a slot: nothing was sent.
             signal?.throwIfAborted();
+            const refused = signal && refusals.get(signal);
+            if (refused) throw refused;
             sent = true;
             reply = await options.client.complete(messages, { signal });
             // Most replies are too short to break the limit: those never load the tokenizer.
@@ -194,7 +199,11 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
             failure,
           });
           // Counted and logged first: the call that stops the run is one of its failures.
-          if (error.kind === "fatal") throw new UpstreamFatalError(error.message, error.status);
+          if (error.kind === "fatal") {
+            const refusal = new UpstreamFatalError(error.message, error.status);
+            if (signal && !refusals.has(signal)) refusals.set(signal, refusal);
+            throw refusal;
+          }
           if (error.kind === "rejected") return result;
           lastReason = result.reason;
           retryAfterMs = error.retryAfterMs;

@@ -935,6 +935,28 @@ Deno.test("cli: a run stopped midway names the outputs an earlier run left for t
   assert.match(await Deno.readTextFile(join(out, "f1.jsonl")), /Reasoning:/);
 });
 
+Deno.test("cli: once the upstream refuses a call, no call still waiting for a slot is sent", async () => {
+  await using fake = await startFakeOpenAI({
+    latencyMs: 50,
+    script: (n) => n > 20 ? "unauthorized" : undefined,
+  });
+  const lines = Array.from({ length: 100 }, (_, i) =>
+    JSON.stringify({
+      conversations: [{ from: "human", value: `q${i}` }, { from: "gpt", value: `a${i}` }],
+    }));
+  const root = await tempTree({ "in.jsonl": lines.join("\n") + "\n" });
+  const result = await runCli([
+    ...convertArgs(join(root, "in.jsonl"), join(root, "out"), fake.url),
+    "--concurrency",
+    "8",
+    "--no-cache",
+    "-q",
+  ]);
+  assert.equal(result.code, 2, result.stderr);
+  // 20 answered, then the refused call and at most the 7 already in flight beside it.
+  assert.ok(fake.stats.requests <= 28, `${fake.stats.requests} calls`);
+});
+
 Deno.test("cli: an output or cache that cannot be created exits 2 with the reason", async () => {
   await using fake = await startFakeOpenAI();
   const root = await tempTree({ "in.jsonl": JSON.stringify(SHAREGPT[0]) + "\n", "file": "" });
