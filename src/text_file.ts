@@ -22,12 +22,14 @@
  * await assert.rejects(readTextStrict(path), /^Error: not UTF-8 text \(line 2, byte 5\)/);
  * await Deno.writeTextFile(path, "\ufeffcafé\n");
  * assert.equal(await readTextStrict(path), "café\n");
+ * await Deno.writeFile(path, new Uint8Array([0x6f, 0x00, 0x6b, 0x00]));
+ * await assert.rejects(readTextStrict(path), /NUL characters, as UTF-16 text without a byte order/);
  * ```
  *
  * @param path The file.
  * @returns Its text.
- * @throws {Error} When the file cannot be read (the system's error), or is not valid UTF-8 or
- * UTF-16: the message names the line and byte.
+ * @throws {Error} When the file cannot be read (the system's error), is not valid UTF-8 or
+ * UTF-16 (the message names the line and byte), or holds NUL characters.
  */
 export async function readTextStrict(path: string | URL): Promise<string> {
   const bytes = await Deno.readFile(path);
@@ -36,8 +38,9 @@ export async function readTextStrict(path: string | URL): Promise<string> {
     : bytes[0] === 0xfe && bytes[1] === 0xff
     ? "utf-16be"
     : "utf-8";
+  let text: string;
   try {
-    return new TextDecoder(encoding, { fatal: true }).decode(bytes);
+    text = new TextDecoder(encoding, { fatal: true }).decode(bytes);
   } catch {
     const at = firstInvalidByte(bytes);
     let line = 1;
@@ -48,6 +51,14 @@ export async function readTextStrict(path: string | URL): Promise<string> {
         : `not valid ${encoding.toUpperCase()} text: save it as UTF-8`,
     );
   }
+  // Valid UTF-8, but not text: UTF-16 without its byte order mark reads this way.
+  if (text.includes("\0")) {
+    throw new Error(
+      "holds NUL characters, as UTF-16 text without a byte order mark does: " +
+        "save it as UTF-8",
+    );
+  }
+  return text;
 }
 
 /** The offset of the first byte that does not start or continue a valid UTF-8 sequence. */
