@@ -121,8 +121,8 @@ export async function createEngine(options: Options, hooks: EngineHooks): Promis
       onCacheHit: hooks.cachePath === null ? () => meter.addDedupeHit() : () => meter.addCacheHit(),
       onDedupe: () => meter.addDedupeHit(),
       onAborted: () => meter.addAbortedCall(),
+      onRetryStart: () => meter.addRetry(),
       onRetry(info) {
-        meter.addRetry();
         if (notice && info.transient && info.delayMs >= NOTICE_DELAY_MS) {
           notice(
             `${info.reason}; retrying in ${Math.round(info.delayMs / 1000)} s ` +

@@ -42,7 +42,10 @@ export interface GenerationEvents {
   onDedupe?(): void;
   /** A call in flight was aborted (its record's file or client went away, a second ^C). */
   onAborted?(): void;
+  /** A retry is due after `delayMs` (for notices); it may yet be cut off by a stop. */
   onRetry?(info: { reason: string; delayMs: number; attempt: number; transient: boolean }): void;
+  /** A retry starts: the attempt after a failed one. */
+  onRetryStart?(): void;
 }
 
 /** The run stops: the upstream refuses every call (wrong key, model or URL). */
@@ -137,6 +140,7 @@ export function createThoughtWriter(options: ThoughtWriterOptions): ThoughtWrite
       let lastReason = "no attempt made";
       for (let attempt = 0; attempt <= options.retries; attempt++) {
         signal?.throwIfAborted();
+        if (attempt > 0) options.events?.onRetryStart?.();
         let reply: ChatReply | null = null;
         let result: ThoughtOutcome | null = null;
         let retryAfterMs: number | undefined;

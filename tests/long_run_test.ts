@@ -288,6 +288,8 @@ Deno.test("long run: after the first interrupt a failed call is not retried, so 
   const usage = JSON.parse(await Deno.readTextFile(join(root, "out/usage.json")));
   assert.equal(usage.interrupted, true);
   assert.deepEqual([usage.written, usage.rejected], [0, rejects.length]);
+  // The retries the stop cut off before they began are not counted.
+  assert.equal(usage.retries, 0);
   // One call an answer: none retried after the interrupt.
   assert.equal(fake.stats.requests, rejects.length + 1);
 });
