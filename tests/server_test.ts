@@ -942,8 +942,8 @@ Deno.test("serve() refuses a --debug-log that is a directory at start, not at sh
   }
 });
 
-Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM", async () => {
-  await using fake = await startFakeOpenAI();
+/** Starts server.ts in its own process against `upstream`, with `extra` flags; once it listens. */
+async function spawnServer(upstream: string, extra: string[] = []) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -957,7 +957,8 @@ Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM",
       "--model",
       "m",
       "--base-url",
-      fake.url,
+      upstream,
+      ...extra,
     ],
     env: { NO_COLOR: "1", COTFIT_TOKEN: TOKEN, OPENAI_API_KEY: API_KEY },
     stdout: "piped",
@@ -969,6 +970,12 @@ Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM",
     ? /^cotfit serve listening on (http:\/\/\S+)$/.exec(first.value.text)?.[1]
     : undefined;
   assert.ok(url, `listening line, got ${JSON.stringify(first.value)}`);
+  return { child, url, stderr };
+}
+
+Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM", async () => {
+  await using fake = await startFakeOpenAI();
+  const { child, url, stderr } = await spawnServer(fake.url);
 
   const health = await fetch(`${url}/healthz`);
   assert.equal((await health.json()).status, "ok");
@@ -996,34 +1003,10 @@ Deno.test("server.ts run directly takes the CLI's flags and exits 0 on SIGTERM",
 
 Deno.test("server.ts exits 130 on a second signal even while a client does not read its response", async () => {
   await using fake = await startFakeOpenAI();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-env=OPENAI_*,COTFIT_*,LOG_TOKENS,LOG_STREAM",
-      new URL("../server.ts", import.meta.url).pathname,
-      "--port",
-      "0",
-      "--model",
-      "m",
-      "--base-url",
-      fake.url,
-      "--no-cache",
-    ],
-    env: { NO_COLOR: "1", COTFIT_TOKEN: TOKEN, OPENAI_API_KEY: API_KEY },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = child.stderr.pipeThrough(lineStream()).getReader();
-  const first = await within(10_000, stderr.read(), "the listening line");
-  const port = first.value && "text" in first.value
-    ? /:(\d+)$/.exec(first.value.text)?.[1]
-    : undefined;
-  assert.ok(port, `listening line, got ${JSON.stringify(first.value)}`);
+  const { child, url, stderr } = await spawnServer(fake.url, ["--no-cache"]);
+  await child.stdout.cancel();
   // A client that uploads and never reads: its response fills the socket's buffers.
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
   const lines = Array.from({ length: 20_000 }, (_, i) => JSON.stringify(sharegpt("s", i))).join(
     "\n",
   ) + "\n";
