@@ -371,15 +371,12 @@ async function removeStaleOutputs(
   write: (text: string) => void,
 ): Promise<void> {
   const removed: string[] = [];
-  for (const plan of unread) {
-    for (const path of [plan.output, plan.rejects]) {
-      if (path === null) continue;
-      try {
-        await Deno.remove(path);
-        removed.push(path);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
+  for (const path of filesOf(unread)) {
+    try {
+      await Deno.remove(path);
+      removed.push(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
   }
   if (removed.length === 0) return;
@@ -397,12 +394,8 @@ async function noteEarlierOutputs(
   write: (text: string) => void,
 ): Promise<void> {
   const earlier: string[] = [];
-  for (const plan of unfinished) {
-    for (const path of [plan.output, plan.rejects]) {
-      if (path !== null && await Deno.lstat(path).then(() => true, () => false)) {
-        earlier.push(path);
-      }
-    }
+  for (const path of filesOf(unfinished)) {
+    if (await Deno.lstat(path).then(() => true, () => false)) earlier.push(path);
   }
   if (earlier.length === 0) return;
   const [is, them] = earlier.length === 1 ? ["is", "it"] : ["are", "them"];
@@ -410,6 +403,11 @@ async function noteEarlierOutputs(
     `note: ${listed(earlier)} ${is} from an earlier run: this one stopped before writing ` +
       `${them}; run it again to replace ${them}\n`,
   );
+}
+
+/** The output and rejects files the plans would write. */
+function filesOf(plans: readonly InputPlan[]): string[] {
+  return plans.flatMap((plan) => [plan.output, plan.rejects].filter((path) => path !== null));
 }
 
 /** Up to three paths, quoted, and how many more. */
