@@ -11,13 +11,8 @@ async function tree(files: Record<string, string>): Promise<string> {
   return root;
 }
 
-Deno.test("planInputs() maps a directory recursively to the same relative names", async () => {
-  const root = await tree({
-    "in/a.jsonl": "",
-    "in/sub/b.json": "",
-    "in/notes.txt": "",
-    "in/old.rejects.jsonl": "",
-  });
+/** Plans `root/in` into `root/out`, with the files the walk left out and why. */
+async function planFolder(root: string) {
   const skipped: [string, string][] = [];
   const plans = await planInputs(
     [join(root, "in")],
@@ -25,6 +20,17 @@ Deno.test("planInputs() maps a directory recursively to the same relative names"
     {},
     (path, why) => skipped.push([path, why]),
   );
+  return { plans, skipped };
+}
+
+Deno.test("planInputs() maps a directory recursively to the same relative names", async () => {
+  const root = await tree({
+    "in/a.jsonl": "",
+    "in/sub/b.json": "",
+    "in/notes.txt": "",
+    "in/old.rejects.jsonl": "",
+  });
+  const { plans, skipped } = await planFolder(root);
   assert.deepEqual(plans.map((p) => [p.output, p.rejects, p.format]), [
     [join(root, "out/a.jsonl"), join(root, "out/a.rejects.jsonl"), "jsonl"],
     [join(root, "out/sub/b.json"), join(root, "out/sub/b.rejects.jsonl"), "auto"],
@@ -41,13 +47,7 @@ Deno.test("planInputs() reads .ndjson files and leaves Hugging Face dataset meta
     "in/train/dataset_dict.json": "{}",
     "in/train/part.json": "",
   });
-  const skipped: [string, string][] = [];
-  const plans = await planInputs(
-    [join(root, "in")],
-    join(root, "out"),
-    {},
-    (path, why) => skipped.push([path, why]),
-  );
+  const { plans, skipped } = await planFolder(root);
   assert.deepEqual(plans.map((p) => [p.output, p.rejects, p.format]), [
     [join(root, "out/train.ndjson"), join(root, "out/train.rejects.jsonl"), "jsonl"],
     [join(root, "out/train/part.json"), join(root, "out/train/part.rejects.jsonl"), "auto"],
