@@ -207,7 +207,7 @@ export class SettingReader {
     if (found === undefined) return undefined;
     const text = this.#text(found);
     this.#rejectTilde(found, text);
-    return found.source === "config" ? this.#resolve(found, text) : text;
+    return found.source === "config" ? this.#resolve(text) : text;
   }
 
   /** One path or a list of them; config only (the command line has positionals). */
@@ -220,7 +220,8 @@ export class SettingReader {
         this.#fail(found, "must be a path or a list of paths");
       }
       this.#rejectPlaceholder(found, item);
-      return this.#resolve(found, item);
+      this.#rejectTilde(found, item);
+      return this.#resolve(item);
     });
   }
 
@@ -366,8 +367,7 @@ export class SettingReader {
     }
   }
 
-  #resolve(found: Found, path: string): string {
-    this.#rejectTilde(found, path);
+  #resolve(path: string): string {
     return path === "-" || isAbsolute(path) ? path : join(this.#config.dir, path);
   }
 
